@@ -1,0 +1,216 @@
+"""`acr-helper run` as a subprocess against the fake API server and the cloud emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+
+from .conftest import EE, REGION, SECRET, decode_auths, sa, wait_for
+
+pytestmark = [pytest.mark.e2e]
+
+REGISTRY_INFO = f"""\
+- instanceId: "{EE}"
+  regionId: "{REGION}"
+- instanceId: ""
+"""
+BASE = {
+    "service-account": "default,builder",
+    "watch-namespace": "all,!kube-system",
+    "expiring-threshold": "15m",
+    "acr-registry-info": REGISTRY_INFO,
+}
+
+
+def converged(cluster, namespace, sas=("default",)):
+    def check():
+        s = cluster.secret(namespace)
+        if not s or (s["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") != "acr-helper":
+            return False
+        return all(SECRET in (cluster.pulls(namespace, n) or []) for n in sas)
+    return check
+
+
+def test_namespaces_and_service_accounts_get_secret_and_entry(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a", sas=("default", "builder", "other"))
+    ctl = run_controller()
+    wait_for(converged(cluster, "team-a", ("default", "builder")), what="team-a converged")
+    secret = cluster.secret("team-a")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    auths = decode_auths(secret)
+    assert "e2e-registry.cn-hangzhou.cr.aliyuncs.com" in auths
+    assert "e2e-registry-vpc.cn-hangzhou.cr.aliyuncs.com" in auths
+    assert f"registry.{REGION}.aliyuncs.com" in auths
+    for entry in auths.values():
+        assert base64.b64decode(entry["auth"]).decode() == f"{entry['username']}:{entry['password']}"
+        assert cloud.is_valid_registry_login(entry["username"], entry["password"])
+    assert cluster.pulls("team-a", "other") == []  # not selected
+    assert cluster.secret("kube-system") is None  # excluded by !kube-system
+    # a namespace created later is served within a moment
+    t0 = time.monotonic()
+    cluster.add_namespace("team-new")
+    wait_for(converged(cluster, "team-new"), what="new namespace converged")
+    assert time.monotonic() - t0 < 5
+    # a ServiceAccount created later too
+    cluster.api.create(sa("team-a", "builder2"))
+    cluster.api.create(sa("team-new", "builder"))
+    wait_for(lambda: SECRET in (cluster.pulls("team-new", "builder") or []), what="new SA patched")
+    assert ctl.metric("acr_helper_managed_secrets") is not None
+    assert ctl.metric("acr_helper_token_expiration_timestamp_seconds", registry=EE) > time.time()
+    assert ctl.metric("acr_helper_config_valid") == 1
+    assert ctl.metric("acr_helper_leader") == 1
+
+
+def test_idle_resync_writes_nothing_and_tokens_are_fetched_once(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    for i in range(5):
+        cluster.add_namespace(f"ns-{i}")
+    run_controller("--resync-period", "1s")
+    for i in range(5):
+        wait_for(converged(cluster, f"ns-{i}"), what=f"ns-{i}")
+    time.sleep(0.5)
+    writes_before = len(cluster.writes())
+    ee_calls = cloud.calls("GetAuthorizationToken")
+    time.sleep(3.5)  # three resyncs
+    assert len(cluster.writes()) == writes_before
+    assert cloud.calls("GetAuthorizationToken") == ee_calls == 1
+
+
+def test_others_pull_secrets_are_kept_and_foreign_secret_left_alone(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+    cluster.api.create(sa("team-b", "default", ["corp-registry", "other-one"]))
+    cluster.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-f"}})
+    cluster.api.create(sa("team-f"))
+    foreign = cluster.api.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                  "metadata": {"name": SECRET, "namespace": "team-f"},
+                                  "data": {"x": base64.b64encode(b"theirs").decode()}})
+    ctl = run_controller()
+    wait_for(lambda: cluster.pulls("team-b") == ["corp-registry", "other-one", SECRET], what="merged entries")
+    time.sleep(1.0)
+    now = cluster.secret("team-f")
+    assert now["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert now["data"] == foreign["data"]
+    assert SECRET not in (cluster.pulls("team-f") or [])
+    assert "SecretConflict" in ctl.logs() or "conflict" in ctl.logs().lower()
+
+
+def test_config_edit_and_scope_shrink(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "watch-namespace": "team-a,team-b"})
+    cluster.add_namespace("team-a")
+    cluster.add_namespace("team-b")
+    cluster.add_namespace("team-c")
+    cluster.api.update({**cluster.api.get("serviceaccounts", "team-b", "default"),
+                        "imagePullSecrets": [{"name": "corp-registry"}]})
+    run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    wait_for(converged(cluster, "team-b"), what="team-b")
+    assert cluster.secret("team-c") is None
+    # widen: team-c joins
+    cluster.set_config({**BASE, "watch-namespace": "team-*"})
+    wait_for(converged(cluster, "team-c"), what="team-c after config edit")
+    # shrink: team-b leaves -> our Secret and our entry go, theirs stays
+    cluster.set_config({**BASE, "watch-namespace": "team-*,!team-b"})
+    wait_for(lambda: cluster.secret("team-b") is None, what="team-b secret deleted")
+    wait_for(lambda: cluster.pulls("team-b") == ["corp-registry"], what="team-b entry removed")
+    # the exclude label on a namespace also shrinks scope
+    nsobj = cluster.api.get("namespaces", None, "team-c")
+    nsobj["metadata"].setdefault("labels", {})["acr-helper/exclude"] = "true"
+    cluster.api.update(nsobj)
+    wait_for(lambda: cluster.secret("team-c") is None, what="team-c secret deleted on exclude label")
+    wait_for(lambda: cluster.pulls("team-c") == [], what="team-c entry removed")
+    assert cluster.secret("team-a") is not None
+    # a ServiceAccount leaving the service-account list loses our entry
+    cluster.set_config({**BASE, "watch-namespace": "team-*,!team-b", "service-account": "builder"})
+    wait_for(lambda: cluster.pulls("team-a") == [], what="team-a default SA entry removed")
+
+
+def test_bad_config_edit_changes_nothing(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a")
+    ctl = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    before = cluster.secret("team-a")
+    writes = len(cluster.writes())
+    cluster.set_config({**BASE, "watch-namespace": "team-zzz", "acr-registry-info": "- instanceId: [oops\n"})
+    wait_for(lambda: ctl.metric("acr_helper_config_valid") == 0, what="config_valid 0")
+    time.sleep(1.0)
+    assert cluster.secret("team-a")["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert len(cluster.writes()) == writes
+    events = [e for e in cluster.api.list("events", "kube-system") if e.get("reason") == "ConfigInvalid"]
+    assert events, "a Warning Event on the ConfigMap"
+    assert "acr-registry-info" in events[0]["message"]
+    # deleting the ConfigMap keeps the last good config too
+    cluster.api.delete("configmaps", "kube-system", "acr-configuration")
+    time.sleep(1.0)
+    assert cluster.secret("team-a") is not None
+
+
+def test_refresh_before_expiry(cluster, cloud, run_controller):
+    cloud.set_token_lifetime(12)
+    cluster.set_config({**BASE, "expiring-threshold": "8s"})
+    cluster.add_namespace("team-a")
+    ctl = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    first = decode_auths(cluster.secret("team-a"))
+    wait_for(lambda: decode_auths(cluster.secret("team-a")) != first, timeout=20, what="rotation")
+    second = decode_auths(cluster.secret("team-a"))
+    for entry in second.values():
+        assert cloud.is_valid_registry_login(entry["username"], entry["password"])
+    assert ctl.metric("acr_helper_token_refresh_total", registry=EE, result="success") >= 2
+
+
+def test_token_failure_keeps_secrets(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "acr-registry-info": f'- instanceId: "{EE}"\n'})
+    cluster.add_namespace("team-a")
+    cloud.set_token_lifetime(12)
+    cluster.set_config({**BASE, "acr-registry-info": f'- instanceId: "{EE}"\n', "expiring-threshold": "8s"})
+    ctl = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    rv = cluster.secret("team-a")["metadata"]["resourceVersion"]
+    cloud.inject_fault("GetAuthorizationToken", "503", times=None)
+    wait_for(lambda: (ctl.metric("acr_helper_token_refresh_total", registry=EE, result="error") or 0) >= 1,
+             timeout=20, what="refresh error counted")
+    assert cluster.secret("team-a")["metadata"]["resourceVersion"] == rv
+    assert (ctl.metric("acr_helper_token_refresh_failures", registry=EE) or 0) >= 1
+    events = [e for e in cluster.api.list("events", "kube-system") if e.get("reason") == "TokenRefreshFailed"]
+    assert events
+    cloud.clear_faults()
+    wait_for(lambda: cluster.secret("team-a")["metadata"]["resourceVersion"] != rv, timeout=40,
+             what="recovered and rotated")
+
+
+def test_once_exits_zero_when_converged(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a")
+    ctl = run_controller("--once")
+    assert ctl.proc.wait(60) == 0, ctl.logs()[-3000:]
+    assert converged(cluster, "team-a")()
+
+
+def test_once_exits_nonzero_on_invalid_config(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "expiring-threshold": "soon"})
+    cluster.add_namespace("team-a")
+    ctl = run_controller("--once")
+    assert ctl.proc.wait(60) == 1
+    assert cluster.secret("team-a") is None
+
+
+def test_sigterm_exits_zero_and_logs_are_json_without_secrets(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a")
+    ctl = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    auths = decode_auths(cluster.secret("team-a"))
+    assert ctl.stop() == 0
+    logs = ctl.logs()
+    for line in logs.splitlines():
+        if line.startswith("{"):
+            json.loads(line)
+    for entry in auths.values():
+        assert entry["password"] not in logs
+        assert entry["auth"] not in logs
