@@ -70,12 +70,20 @@ class TokenStatus:
 @dataclass(frozen=True)
 class RefreshDecision:
     due: bool
-    reason: str  # "no-token" | "expired" | "expiring" | "backoff" | "fresh"
+    reason: str  # "no-token" | "changed" | "expired" | "expiring" | "backoff" | "fresh"
     next_at: datetime | None  # when to look again (None: as soon as possible / no token)
 
 
-def decide(status: TokenStatus | None, threshold: timedelta, now: datetime) -> RefreshDecision:
-    """Should the cache call the registry API for this registry now?"""
+def decide(
+    status: TokenStatus | None, threshold: timedelta, now: datetime, *, changed: bool = False
+) -> RefreshDecision:
+    """Should the cache call the registry API for this registry now?
+
+    `changed`: the registry entry or its credential identity changed since the cached token was
+    made; the token is then due at once (ignoring any backoff from the old configuration).
+    """
+    if changed:
+        return RefreshDecision(True, "changed", None)
     if status is not None and status.retry_at is not None and now < status.retry_at:
         return RefreshDecision(False, "backoff", status.retry_at)
     token = status.token if status is not None else None

@@ -1,0 +1,144 @@
+"""The token cache: refresh only what `core.policy.decide` says is due, back off on failure.
+
+Keyed by registry key; each cached token remembers the fingerprint of the entry and credential
+identity it was made with, so a changed entry or a changed AccessKey Secret refreshes at once.
+An old token keeps serving while it is valid; it is never replaced by an empty or invalid one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from acr_helper.core.config import RegistryConfig
+from acr_helper.core.model import RegistryToken
+from acr_helper.core.policy import TokenStatus, backoff_delay, decide, next_wakeup
+from acr_helper.settings import TokenSettings
+from acr_helper.tokens.errors import TokenError
+from acr_helper.tokens.service import TokenService
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    tokens: dict[str, RegistryToken]  # valid at `now`, in the order of `registries`
+    statuses: dict[str, TokenStatus]
+    attempted: tuple[str, ...]  # registries fetched this call
+    results: tuple[tuple[str, str], ...]  # (registry, "success" | "error")
+    errors: tuple[TokenError, ...]
+    next_wakeup: datetime | None  # earliest time a registry is due or may be retried
+
+
+class TokenCache:
+    def __init__(self, service: TokenService, settings: TokenSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self._statuses: dict[str, TokenStatus] = {}
+        self._fingerprints: dict[str, str] = {}
+
+    def refresh(
+        self,
+        registries: Mapping[str, RegistryConfig],
+        *,
+        threshold: timedelta,
+        rrsa_enabled: bool,
+        now: datetime,
+    ) -> RefreshReport:
+        for gone in [k for k in self._statuses if k not in registries]:
+            del self._statuses[gone]
+            self._fingerprints.pop(gone, None)
+
+        attempted: list[str] = []
+        results: list[tuple[str, str]] = []
+        errors: list[TokenError] = []
+        for key, registry in registries.items():
+            status = self._statuses.get(key)
+            fingerprint = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
+            changed = status is not None and self._fingerprints.get(key) != fingerprint
+            decision = decide(status, threshold, now, changed=changed)
+            if not decision.due:
+                continue
+            attempted.append(key)
+            base = status or TokenStatus(registry=key)
+            if changed:
+                # a new entry or identity: retry at once; the old token serves until replaced
+                base = replace(base, failures=0, retry_at=None)
+            try:
+                token = self.service.fetch(key, registry, rrsa_enabled=rrsa_enabled, now=now)
+                if not token.valid_at(now):
+                    raise TokenError(
+                        key,
+                        "the API returned an empty or already expired token",
+                        code="InvalidToken",
+                        retryable=True,
+                        advice="retried with backoff",
+                    )
+            except Exception as exc:  # one registry's failure never stops the others
+                err = (
+                    exc.with_registry(key)
+                    if isinstance(exc, TokenError)
+                    else TokenError(
+                        key,
+                        f"unexpected {type(exc).__name__} while fetching the token",
+                        code="InternalError",
+                        retryable=True,
+                        advice="this is a bug in acr-helper; it is retried with backoff",
+                    )
+                )
+                errors.append(err)
+                results.append((key, "error"))
+                failures = base.failures + 1
+                retry_after = timedelta(seconds=err.retry_after) if err.retry_after else None
+                delay = backoff_delay(
+                    failures,
+                    initial=timedelta(seconds=self.settings.backoff_initial),
+                    cap=timedelta(seconds=self.settings.backoff_max),
+                    retry_after=retry_after,
+                )
+                old = base.token
+                keep = old if (old is not None and old.valid_at(now)) else None
+                self._statuses[key] = replace(
+                    base,
+                    token=keep,
+                    failures=failures,
+                    last_error=str(err),
+                    last_error_retryable=err.retryable,
+                    last_attempt_at=now,
+                    retry_at=now + delay,
+                )
+                self._fingerprints[key] = fingerprint
+                continue
+            results.append((key, "success"))
+            self._statuses[key] = TokenStatus(
+                registry=key,
+                token=token,
+                failures=0,
+                last_error=None,
+                last_error_retryable=True,
+                last_attempt_at=now,
+                last_success_at=now,
+                retry_at=None,
+            )
+            self._fingerprints[key] = fingerprint
+
+        statuses = {k: self._statuses[k] for k in registries if k in self._statuses}
+        tokens: dict[str, RegistryToken] = {}
+        for key in registries:
+            st = statuses.get(key)
+            if st is not None and st.token is not None and st.token.valid_at(now):
+                tokens[key] = st.token
+        return RefreshReport(
+            tokens=tokens,
+            statuses=statuses,
+            attempted=tuple(attempted),
+            results=tuple(results),
+            errors=tuple(errors),
+            next_wakeup=next_wakeup(list(statuses.values()), threshold, now),
+        )
+
+    def statuses(self) -> dict[str, TokenStatus]:
+        return dict(self._statuses)
+
+    def forget(self, key: str) -> None:
+        self._statuses.pop(key, None)
+        self._fingerprints.pop(key, None)
