@@ -229,6 +229,8 @@ _REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)+")
 _ROLE_ARN = re.compile(r"acs:ram::(\d+|\.\*):role/([A-Za-z0-9._@-]{1,64})", re.IGNORECASE)
 _OIDC_ARN = re.compile(r"acs:ram::(\d+|\.\*):(role|oidc-provider)/([A-Za-z0-9._@-]{1,128})", re.IGNORECASE)
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_ODD_SPACE = re.compile("[\u00a0\u2000-\u200b\u202f\u205f\u3000]")  # \u200b: zero width
+_ZERO_WIDTH = re.compile("\u200b")
 _SECRET_WORD = re.compile(r"secret", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<dash>- +)?(?P<key>[A-Za-z_][\w.-]*) *:(?: |$)")
@@ -294,6 +296,16 @@ def _normalise_text(key: str, text: str, report: _Report) -> str:
     if text.startswith("\ufeff"):
         text = text[1:]
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    odd = _ODD_SPACE.search(text)
+    if odd:
+        first = text[: odd.start()].count("\n") + 1
+        report.warn(
+            key,
+            "non-breaking or other Unicode spaces (as copied from a web page) read as plain spaces; "
+            "type plain spaces instead",
+            line=first,
+        )
+        text = _ODD_SPACE.sub(" ", _ZERO_WIDTH.sub("", text))
     lines = text.split("\n")
     tabbed: list[int] = []
     for i, line in enumerate(lines):
@@ -357,6 +369,7 @@ def _lenient_pass(key: str, text: str, report: _Report) -> str:
                 "a trailing `// ...` comment is not YAML; it was ignored. Write YAML comments with "
                 f"`#`, e.g. {hint}",
                 line=n,
+                field=f"[{item}]" if item >= 0 else None,
             )
             line = body
         m = _KEY_LINE.match(line)
