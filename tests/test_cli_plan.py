@@ -1,0 +1,276 @@
+"""`acr-helper plan`: exact plans on fixture files, output formats and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from datetime import UTC, datetime
+
+import pytest
+
+from acr_helper.cli import main
+from acr_helper.commands.plan import NO_STATE_WARNING, default_view, placeholder_tokens, plan_output
+from acr_helper.core.config import AcrConfig, RegistryConfig, parse_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "plan"
+EXAMPLES = ROOT / "examples"
+CONFIG = str(FIXTURES / "acr-configuration.yaml")
+STATE = str(FIXTURES / "cluster-state.yaml")
+NAME = "acr-credential-helper"
+NOW = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("ACR_HELPER_"):
+            monkeypatch.delenv(key)
+
+
+def run_json(capsys, *argv: str) -> tuple[int, dict]:
+    code = main(["plan", *argv, "-o", "json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_plan_on_the_fixture_state_is_exactly_this(capsys):
+    code, report = run_json(capsys, "-f", CONFIG, "--state", STATE)
+    assert code == 0
+    assert report["errors"] == []
+    assert report["actions"] == [
+        {
+            "action": "create",
+            "kind": "Secret",
+            "namespace": "default",
+            "name": NAME,
+            "reason": "namespace default is watched and has no pull Secret",
+        },
+        {
+            "action": "create",
+            "kind": "Secret",
+            "namespace": "team-a",
+            "name": NAME,
+            "reason": "namespace team-a is watched and has no pull Secret",
+        },
+        {
+            "action": "add",
+            "kind": "ServiceAccount",
+            "namespace": "default",
+            "name": "default",
+            "reason": f"ServiceAccount default is selected and lacks {NAME} in imagePullSecrets",
+        },
+        {
+            "action": "add",
+            "kind": "ServiceAccount",
+            "namespace": "team-a",
+            "name": "default",
+            "reason": f"ServiceAccount default is selected and lacks {NAME} in imagePullSecrets",
+        },
+        {
+            "action": "remove",
+            "kind": "ServiceAccount",
+            "namespace": "team-a",
+            "name": "runner",
+            "reason": "ServiceAccount runner is no longer selected by service-account",
+        },
+        {
+            "action": "remove",
+            "kind": "ServiceAccount",
+            "namespace": "team-c",
+            "name": "default",
+            "reason": "namespace team-c is excluded by label acr-helper/exclude=true",
+        },
+        {
+            "action": "delete",
+            "kind": "Secret",
+            "namespace": "team-c",
+            "name": NAME,
+            "reason": "namespace team-c is excluded by label acr-helper/exclude=true",
+        },
+    ]
+    assert report["warnings"] == [
+        f"conflict: Secret legacy/{NAME} exists without label app.kubernetes.io/managed-by=acr-helper: "
+        "it belongs to someone else and is left alone (its ServiceAccounts too)",
+        "ignored 1 object(s) of kind ConfigMap",
+        f"ignored 1 Secret(s) not named {NAME}",
+    ]
+
+
+def test_text_output_is_a_table_with_a_summary(capsys):
+    assert main(["plan", "-f", CONFIG, "--state", STATE]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["ACTION", "KIND", "NAMESPACE", "NAME", "REASON"]
+    assert lines[1].split()[:4] == ["create", "Secret", "default", NAME]
+    assert (
+        "Plan: 7 action(s): 2 create Secret, 2 add ServiceAccount, 2 remove ServiceAccount, 1 delete Secret."
+        in out
+    )
+    assert f"warning: conflict: Secret legacy/{NAME}" in out
+    # columns line up: the REASON column starts at the same offset on every row
+    offset = lines[0].index("REASON")
+    assert all(line[offset - 2 : offset] == "  " for line in lines[1:8])
+
+
+def test_without_state_the_view_is_the_default_namespace(capsys):
+    code, report = run_json(capsys, "-f", CONFIG)
+    assert code == 0
+    assert [(a["action"], a["kind"], a["namespace"], a["name"]) for a in report["actions"]] == [
+        ("create", "Secret", "default", NAME),
+        ("add", "ServiceAccount", "default", "default"),
+    ]
+    assert NO_STATE_WARNING in report["warnings"]
+
+
+def test_custom_secret_name(capsys):
+    code, report = run_json(capsys, "-f", CONFIG, "--secret-name", "my-pull")
+    assert code == 0
+    assert {a["name"] for a in report["actions"] if a["kind"] == "Secret"} == {"my-pull"}
+
+
+def test_config_errors_exit_1_with_no_actions(tmp_path, capsys):
+    bad = tmp_path / "cm.yaml"
+    bad.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: acr-configuration\n  namespace: kube-system\n"
+        "data:\n  expiring-threshold: soon\n"
+    )
+    code, report = run_json(capsys, "-f", str(bad))
+    assert code == 1
+    assert report["actions"] == []
+    assert report["errors"] and all(isinstance(e, str) for e in report["errors"])
+    assert any("expiring-threshold" in e for e in report["errors"])
+    assert main(["plan", "-f", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "error(s); nothing would be done" in out and "expiring-threshold" in out
+
+
+def test_missing_file_is_a_usage_error(tmp_path, capsys):
+    assert main(["plan", "-f", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read the ConfigMap manifest" in err and "nope.yaml" in err
+
+
+def test_unreadable_yaml_manifest_is_a_usage_error(tmp_path, capsys):
+    bad = tmp_path / "cm.yaml"
+    bad.write_text("kind: ConfigMap\ndata: [unclosed\n")
+    assert main(["plan", "-f", str(bad)]) == 2
+    assert "cannot read the ConfigMap manifest" in capsys.readouterr().err
+
+
+def test_unreadable_state_is_a_usage_error(tmp_path, capsys):
+    bad = tmp_path / "state.yaml"
+    bad.write_text("items: [unclosed\n")
+    assert main(["plan", "-f", CONFIG, "--state", str(bad)]) == 2
+    assert "cannot read the state file" in capsys.readouterr().err
+    assert main(["plan", "-f", CONFIG, "--state", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_missing_filename_without_kubeconfig_is_a_usage_error(capsys):
+    assert main(["plan"]) == 2
+    assert "-f CONFIGMAP.yaml" in capsys.readouterr().err
+
+
+def test_live_mode_is_not_yet_available(tmp_path, capsys):
+    assert main(["plan", "--kubeconfig", str(tmp_path / "kubeconfig")]) == 2
+    assert "live plan: not yet available" in capsys.readouterr().err
+
+
+def test_filename_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("ACR_HELPER_FILENAME", CONFIG)
+    code = main(["plan", "-o", "json"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["actions"]
+
+
+def test_a_converged_state_plans_nothing(tmp_path, capsys):
+    """Feed the Secrets the plan would write back in as state: the plan becomes empty."""
+    from acr_helper.core.desired import desired_state
+
+    result = parse_config({"watch-namespace": "default"})
+    assert result.config is not None
+    tokens = placeholder_tokens(result.config, NOW, "cn-hangzhou")
+    desired = desired_state(default_view(), result.config, tokens, NOW)
+    s = desired.secrets["default"]
+    import base64
+
+    state = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"kind": "Namespace", "metadata": {"name": "default"}},
+            {
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": "default"},
+                "imagePullSecrets": [{"name": NAME}],
+            },
+            {
+                "kind": "Secret",
+                "metadata": {
+                    "name": NAME,
+                    "namespace": "default",
+                    "labels": dict(s.labels),
+                    "annotations": dict(s.annotations),
+                },
+                "type": s.type,
+                "data": {
+                    ".dockerconfigjson": base64.b64encode(s.dockerconfigjson.reveal().encode()).decode()
+                },
+            },
+        ],
+    }
+    from acr_helper.state import parse_state_documents
+
+    view, notes = parse_state_documents(json.dumps(state), NAME)
+    text, code = plan_output(result, view, NOW, "json", default_region="cn-hangzhou", notes=notes)
+    assert code == 0
+    assert json.loads(text)["actions"] == []
+    text, _ = plan_output(result, view, NOW, "text", default_region="cn-hangzhou")
+    assert text.startswith("No changes")
+
+
+def test_placeholder_tokens_cover_each_edition():
+    cfg = AcrConfig(
+        registries=(
+            RegistryConfig(
+                instance_id="cri-a", region_id="cn-shanghai", domains=("b.example.com", "a.example.com")
+            ),
+            RegistryConfig(instance_id="cri-b", index=1),
+            RegistryConfig(instance_id="", region_id="cn-beijing", index=2),
+            RegistryConfig(instance_id="", index=3),
+        )
+    )
+    tokens = placeholder_tokens(cfg, NOW, "cluster-region")
+    assert list(tokens) == ["cri-a@cn-shanghai", "cri-b", "personal/cn-beijing", "personal/cluster-region"]
+    assert tokens["cri-a@cn-shanghai"].domains == ("a.example.com", "b.example.com")
+    assert tokens["cri-b"].domains == ("cri-b.instance-domains.invalid",)
+    assert tokens["personal/cn-beijing"].domains == (
+        "registry-intl-vpc.cn-beijing.aliyuncs.com",
+        "registry-intl.cn-beijing.aliyuncs.com",
+        "registry-vpc.cn-beijing.aliyuncs.com",
+        "registry.cn-beijing.aliyuncs.com",
+    )
+    t = tokens["cri-b"]
+    assert t.username == "placeholder" and t.password.reveal() == "placeholder"
+    assert t.valid_at(NOW) and t.expires_at == datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+
+
+@pytest.mark.skipif(
+    not (EXAMPLES / "acr-configuration.yaml").exists() or not (EXAMPLES / "cluster-state.yaml").exists(),
+    reason="examples/ not written yet",
+)
+def test_plan_on_the_examples_is_valid_and_consistent(capsys):
+    code, report = run_json(
+        capsys,
+        "-f",
+        str(EXAMPLES / "acr-configuration.yaml"),
+        "--state",
+        str(EXAMPLES / "cluster-state.yaml"),
+    )
+    assert code == 0, report
+    assert report["errors"] == []
+    assert report["actions"], "the example state should need some work"
+    for a in report["actions"]:
+        assert set(a) == {"action", "kind", "namespace", "name", "reason"}
+        assert a["reason"]
