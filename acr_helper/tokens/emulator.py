@@ -435,7 +435,7 @@ class AliyunEmulator:
                 raise ValueError(f"bad domain entry for {instance_id}: {endpoint_type!r}/{kind!r}")
         with self._lock:
             self._instances[instance_id] = _Instance(
-                instance_id, region, name, status, [tuple(d) for d in domains], created=self._clock()
+                instance_id, region, name, status, [(t, d, k) for t, d, k in domains], created=self._clock()
             )
 
     def remove_instance(self, instance_id: str) -> None:
@@ -603,7 +603,13 @@ class AliyunEmulator:
                 if action in IMDS_ACTIONS:
                     reply = self._serve_imds(action, method, path, headers, now)
                 else:
-                    caller = self._authenticate(action, method, path, query, params, headers, body, now)
+                    if action == UNKNOWN:
+                        raise _ApiError(
+                            404,
+                            "InvalidAction.NotFound",
+                            "Specified api is not found, please check your url and method.",
+                        )
+                    self._authenticate(caller, action, method, path, query, params, headers, body, now)
                     self._check_denied(action, caller)
                     reply = self._dispatch(action, params, host, caller, now)
             except _ApiError as err:
@@ -665,6 +671,7 @@ class AliyunEmulator:
 
     def _authenticate(
         self,
+        caller: _Caller,
         action: str,
         method: str,
         path: str,
@@ -673,7 +680,8 @@ class AliyunEmulator:
         headers: Mapping[str, str],
         body: bytes,
         now: float,
-    ) -> _Caller:
+    ) -> None:
+        """Fill ``caller`` (even when rejecting, so the record names the key) or raise."""
         auth = headers.get("authorization", "")
         if auth:
             parsed = parse_acs3_authorization(auth)
@@ -682,7 +690,11 @@ class AliyunEmulator:
                     400, "IncompleteSignature", "The request signature does not conform to standards."
                 )
             token = headers.get("x-acs-security-token")
-            caller = _Caller(parsed.access_key_id, bool(token), "acs3")
+            caller.access_key_id, caller.security_token_present, caller.signature_kind = (
+                parsed.access_key_id,
+                bool(token),
+                "acs3",
+            )
             secret = self._resolve_key(caller, token, now)
             if self.verify_signatures:
                 if parsed.algorithm != ACS3_ALGORITHM:
@@ -704,10 +716,14 @@ class AliyunEmulator:
                         "Specified signature does not match our calculation. "
                         f"server string to sign is:{sts.replace(chr(10), '#')}",
                     )
-            return caller
+            return
         if "Signature" in params or "AccessKeyId" in params:
             token = params.get("SecurityToken")
-            caller = _Caller(params.get("AccessKeyId") or None, bool(token), "rpc-v1")
+            caller.access_key_id, caller.security_token_present, caller.signature_kind = (
+                params.get("AccessKeyId") or None,
+                bool(token),
+                "rpc-v1",
+            )
             if not caller.access_key_id:
                 raise _ApiError(400, "MissingAccessKeyId", "AccessKeyId is mandatory for this action.")
             secret = self._resolve_key(caller, token, now)
@@ -724,9 +740,9 @@ class AliyunEmulator:
                         "SignatureDoesNotMatch",
                         "Specified signature is not matched with our calculation.",
                     )
-            return caller
+            return
         if action == ASSUME_ROLE_OIDC or not self.verify_signatures:
-            return _Caller()
+            return
         raise _ApiError(400, "MissingAccessKeyId", "AccessKeyId is mandatory for this action.")
 
     def _resolve_key(self, caller: _Caller, token: str | None, now: float) -> str:
@@ -936,6 +952,7 @@ class AliyunEmulator:
         expires = now + lifetime
         if caller.sts_expires_at is not None:  # "with STS, valid within the STS token's validity"
             expires = min(expires, caller.sts_expires_at)
+        expires = math.floor(expires * 1000) / 1000  # what ExpireTime/expireDate (ms) advertise
         if self._fixed is not None:
             user, password = self._fixed
         else:
@@ -1187,10 +1204,10 @@ class AliyunEmulator:
                 ) from exc
             if not 1 <= ttl <= 21600:
                 raise _ApiError(400, "InvalidTTL", "ttl must be within 1..21600")
-            token = _random_alnum(56)
+            new_token = _random_alnum(56)
             with self._lock:
-                self._imds_tokens[token] = now + ttl
-            return _Reply(200, token.encode("ascii"), content_type="text/plain")
+                self._imds_tokens[new_token] = now + ttl
+            return _Reply(200, new_token.encode("ascii"), content_type="text/plain")
         if method != "GET":
             raise _ApiError(405, "MethodNotAllowed", "use GET")
         token = headers.get(_IMDS_TOKEN_HEADER)
@@ -1223,7 +1240,7 @@ class AliyunEmulator:
                 self._imds_key = ak
                 self._imds_issued_at = now
                 key = self._sts_keys[ak]
-            ak = self._imds_key
+            ak = self._imds_key or ""
             issued = self._imds_issued_at
         payload = {
             "AccessKeyId": ak,
