@@ -312,8 +312,10 @@ def _normalise_text(key: str, text: str, report: _Report) -> str:
         stripped = line.lstrip(" \t")
         lead = line[: len(line) - len(stripped)]
         if "\t" in lead and stripped:
-            lines[i] = lead.replace("\t", "  ") + stripped
             tabbed.append(i + 1)
+        if "\t" in line:
+            # indentation: two spaces per tab; elsewhere (a separator after `:`), one space
+            lines[i] = lead.replace("\t", "  ") + (_detab(stripped) if "\t" in stripped else stripped)
     if tabbed:
         shown = ", ".join(str(n) for n in tabbed[:5]) + (" …" if len(tabbed) > 5 else "")
         report.warn(
@@ -323,6 +325,22 @@ def _normalise_text(key: str, text: str, report: _Report) -> str:
             line=tabbed[0],
         )
     return "\n".join(lines)
+
+
+def _detab(text: str) -> str:
+    """Tabs outside quotes become spaces (PyYAML rejects a tab after `:`, YAML allows it)."""
+    out: list[str] = []
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "\t":
+            ch = " "
+        out.append(ch)
+    return "".join(out)
 
 
 def _split_comment(line: str) -> tuple[str, str | None]:
@@ -909,20 +927,20 @@ def _check_registry_set(
                 )
             else:
                 claimed.setdefault(d, reg.index)
-    seen: dict[tuple[str, str | None, tuple[str, ...] | None], int] = {}
+    earlier: list[RegistryConfig] = []
     for reg in regs:
-        ident = (reg.instance_id, reg.region_id, reg.domains)
-        if ident in seen and reg.domains is None:
+        same = [o for o in earlier if o.model_copy(update={"index": reg.index}) == reg]
+        if same and reg.domains is None:
             report.warn(
                 key,
-                f"items [{seen[ident]}] and [{reg.index}] name the same registry"
+                f"items [{same[0].index}] and [{reg.index}] name the same registry"
                 + (f" `{reg.instance_id}`" if reg.instance_id else " (Personal Edition)")
                 + (f" in {reg.region_id}" if reg.region_id else "")
-                + "; the later one only duplicates work",
+                + " with the same credentials; the later one only duplicates work",
                 line=_line(items[reg.index]),
                 field=f"[{reg.index}]",
             )
-        seen.setdefault(ident, reg.index)
+        earlier.append(reg)
 
 
 def _parse_registry(key: str, index: int, node: yaml.Node, report: _Report) -> RegistryConfig | None:
