@@ -32,6 +32,7 @@ import logging
 import math
 import re
 import secrets
+import socket
 import string
 import sys
 import threading
@@ -73,6 +74,7 @@ LIST_INSTANCE_ENDPOINT = "ListInstanceEndpoint"
 LIST_INSTANCE = "ListInstance"
 ASSUME_ROLE = "AssumeRole"
 ASSUME_ROLE_OIDC = "AssumeRoleWithOIDC"
+GET_CALLER_IDENTITY = "GetCallerIdentity"
 IMDS_TOKEN = "imds-token"
 IMDS_ROLE = "imds-role"
 IMDS_CREDENTIALS = "imds-credentials"
@@ -87,13 +89,14 @@ ACTIONS = (
     LIST_INSTANCE,
     ASSUME_ROLE,
     ASSUME_ROLE_OIDC,
+    GET_CALLER_IDENTITY,
     IMDS_TOKEN,
     IMDS_ROLE,
     IMDS_CREDENTIALS,
     IMDS_REGION,
 )
 IMDS_ACTIONS = frozenset({IMDS_TOKEN, IMDS_ROLE, IMDS_CREDENTIALS, IMDS_REGION, IMDS_OTHER})
-STS_ACTIONS = frozenset({ASSUME_ROLE, ASSUME_ROLE_OIDC})
+STS_ACTIONS = frozenset({ASSUME_ROLE, ASSUME_ROLE_OIDC, GET_CALLER_IDENTITY})
 CR_ACTIONS = frozenset({EE_TOKEN, PE_TOKEN, LIST_INSTANCE_ENDPOINT, LIST_INSTANCE})
 
 FAULT_KINDS = frozenset(
@@ -190,6 +193,8 @@ class _StsKey:
     expires_at: float
     role_arn: str
     source: str  # AssumeRole | AssumeRoleWithOIDC | imds
+    session: str = ""
+    role_id: str = ""
 
 
 @dataclass
@@ -246,6 +251,26 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     emulator: AliyunEmulator
 
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._conns_lock:
+            if alive:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def close_connections(self) -> None:
+        """Cut kept-alive client connections, so a stopped emulator really stops answering."""
+        with self._conns_lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -253,6 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = 60.0
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         # The request line can carry tokens (OIDCToken, SecurityToken) in the query: never log it.
@@ -271,7 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.drop:
             self.close_connection = True
             with contextlib.suppress(OSError):
-                self.connection.shutdown(2)
+                self.connection.shutdown(socket.SHUT_RDWR)
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -344,12 +378,17 @@ class AliyunEmulator:
     # lifecycle
 
     def start(self) -> AliyunEmulator:
-        """Bind 127.0.0.1 (port 0 = a free port) and serve in a daemon thread."""
+        """Bind 127.0.0.1 (port 0 = a free port) and serve in a daemon thread.
+
+        After :meth:`stop`, ``start()`` binds the same port again (same :attr:`url`), so a test can
+        simulate an outage and a recovery. All state (keys, tokens, counters) survives a restart.
+        """
         with self._lock:
             if self._server is not None:
                 return self
-            server = _Server(("127.0.0.1", self._port), _Handler)
+            server = _Server(("127.0.0.1", self._port))
             server.emulator = self
+            self._port = int(server.server_address[1])
             self._stopping.clear()
             self._server = server
             self._thread = threading.Thread(
@@ -370,6 +409,7 @@ class AliyunEmulator:
         self._stopping.set()
         server.shutdown()
         server.server_close()
+        server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
 
@@ -803,6 +843,7 @@ class AliyunEmulator:
             LIST_INSTANCE: "cr:ListInstance",
             ASSUME_ROLE: "sts:AssumeRole",
             ASSUME_ROLE_OIDC: "sts:AssumeRole",
+            GET_CALLER_IDENTITY: "sts:GetCallerIdentity",
         }.get(action, f"cr:{action}")
         assumed = caller is not None and caller.role_arn is not None
         detail = {
@@ -924,6 +965,8 @@ class AliyunEmulator:
             return self._assume_role(params, caller, now, oidc=False)
         if action == ASSUME_ROLE_OIDC:
             return self._assume_role(params, caller, now, oidc=True)
+        if action == GET_CALLER_IDENTITY:
+            return self._caller_identity(caller)
         raise _ApiError(
             404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."
         )
@@ -1127,14 +1170,14 @@ class AliyunEmulator:
         if forced is not None:
             lifetime = forced
         ak, secret, token, expires = self._issue_sts(
-            role.arn, lifetime, now, ASSUME_ROLE_OIDC if oidc else ASSUME_ROLE
+            role.arn, lifetime, now, ASSUME_ROLE_OIDC if oidc else ASSUME_ROLE, session
         )
         rid = _request_id()
         payload: dict[str, Any] = {
             "RequestId": rid,
             "AssumedRoleUser": {
                 "Arn": f"{role.arn}/{session}",
-                "AssumedRoleId": f"{secrets.randbelow(10**17):017d}:{session}",
+                "AssumedRoleId": f"{self._role_id(role.arn)}:{session}",
             },
             "Credentials": {
                 "AccessKeyId": ak,
@@ -1146,6 +1189,32 @@ class AliyunEmulator:
         if oidc_info is not None:
             payload["OIDCTokenInfo"] = oidc_info
         return self._json(200, payload)
+
+    def _caller_identity(self, caller: _Caller) -> _Reply:
+        ak = caller.access_key_id or ""
+        with self._lock:
+            key = self._sts_keys.get(ak)
+        if key is not None:
+            m = _ROLE_ARN_RE.match(key.role_arn)
+            account = m.group("account") if m else self.account_id
+            role_name = m.group("name") if m else key.role_arn
+            payload = {
+                "AccountId": account,
+                "Arn": f"acs:ram::{account}:assumed-role/{role_name}/{key.session}",
+                "IdentityType": "AssumedRoleUser",
+                "PrincipalId": f"{key.role_id}:{key.session}",
+                "RoleId": key.role_id,
+            }
+        else:
+            user_id = str(int(hashlib.sha256(ak.encode()).hexdigest()[:15], 16)).rjust(16, "2")[:16]
+            payload = {
+                "AccountId": self.account_id,
+                "Arn": f"acs:ram::{self.account_id}:user/{ak.lower()}",
+                "IdentityType": "RAMUser",
+                "PrincipalId": user_id,
+                "UserId": user_id,
+            }
+        return self._json(200, {"RequestId": _request_id(), **payload})
 
     def _check_oidc(self, params: Mapping[str, str], now: float) -> dict[str, Any]:
         provider = params.get("OIDCProviderArn", "")
@@ -1174,15 +1243,21 @@ class AliyunEmulator:
             "VerificationInfo": "Success",
         }
 
+    @staticmethod
+    def _role_id(role_arn: str) -> str:
+        return str(int(hashlib.sha256(role_arn.lower().encode()).hexdigest()[:15], 16)).rjust(17, "3")[:17]
+
     def _issue_sts(
-        self, role_arn: str, lifetime: float, now: float, source: str
+        self, role_arn: str, lifetime: float, now: float, source: str, session: str = ""
     ) -> tuple[str, str, str, float]:
         ak = "STS." + _random_alnum(24)
         secret = _random_alnum(40)
         token = "CAIS" + base64.b64encode(secrets.token_bytes(96)).decode("ascii")
         expires = math.ceil(now + lifetime)
         with self._lock:
-            self._sts_keys[ak] = _StsKey(secret, token, float(expires), role_arn, source)
+            self._sts_keys[ak] = _StsKey(
+                secret, token, float(expires), role_arn, source, session, self._role_id(role_arn)
+            )
         return ak, secret, token, float(expires)
 
     # ------------------------------------------------------------------------------------------
@@ -1236,7 +1311,7 @@ class AliyunEmulator:
             key = self._sts_keys.get(self._imds_key) if self._imds_key else None
             lifetime = self._sts_lifetime
             if key is None or key.expires_at - now <= lifetime / 2:
-                ak, _s, _t, _e = self._issue_sts(self.imds_role_arn, lifetime, now, "imds")
+                ak, _s, _t, _e = self._issue_sts(self.imds_role_arn, lifetime, now, "imds", "i-fakeinstance")
                 self._imds_key = ak
                 self._imds_issued_at = now
                 key = self._sts_keys[ak]

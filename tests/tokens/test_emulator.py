@@ -957,3 +957,46 @@ def test_module_cli_prints_url_and_serves() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------------
+# GetCallerIdentity, restart
+
+
+def test_get_caller_identity_for_access_key_and_assumed_role(emu: AliyunEmulator) -> None:
+    me = sts_client(emu).get_caller_identity().body
+    assert (me.identity_type, me.account_id) == ("RAMUser", FAKE_ACCOUNT_ID)
+    assert me.arn == f"acs:ram::{FAKE_ACCOUNT_ID}:user/{DEFAULT_ACCESS_KEY_ID.lower()}"
+    c = (
+        sts_client(emu)
+        .assume_role(stsm.AssumeRoleRequest(role_arn=OTHER_ACCOUNT_ROLE, role_session_name="s9"))
+        .body
+    )
+    sts = StsClient(
+        Config(
+            access_key_id=c.credentials.access_key_id,
+            access_key_secret=c.credentials.access_key_secret,
+            security_token=c.credentials.security_token,
+            endpoint=emu.endpoint,
+            protocol="http",
+        )
+    )
+    who = sts.get_caller_identity().body
+    assert (who.identity_type, who.account_id) == ("AssumedRoleUser", "9999999999999999")
+    assert who.arn == "acs:ram::9999999999999999:assumed-role/cross-account/s9"
+    assert who.principal_id == c.assumed_role_user.assumed_role_id
+    assert emu.calls("GetCallerIdentity") == 2
+
+
+def test_stop_cuts_pooled_connections_and_restart_keeps_url_and_state(emu: AliyunEmulator) -> None:
+    client = cr_client(emu, read_timeout=2000)
+    body = ee_token(client).body  # the SDK keeps this connection alive in its pool
+    url = emu.url
+    emu.stop()
+    with pytest.raises(UnretryableException):
+        ee_token(client)
+    emu.start()
+    assert emu.url == url
+    assert ee_token(client).body.is_success
+    assert emu.is_valid_registry_login(body.temp_username, body.authorization_token)
+    assert emu.calls("GetAuthorizationToken") == 2
