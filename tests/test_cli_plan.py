@@ -274,3 +274,94 @@ def test_plan_on_the_examples_is_valid_and_consistent(capsys):
     for a in report["actions"]:
         assert set(a) == {"action", "kind", "namespace", "name", "reason"}
         assert a["reason"]
+
+
+# ----------------------------------------------------------------------------------------------
+# acr_helper.state: cluster objects from YAML
+
+
+def test_state_from_kubectl_list_output():
+    from acr_helper.state import parse_state_documents
+
+    with open(STATE) as fh:
+        view, notes = parse_state_documents(fh.read(), NAME)
+    assert sorted(view.namespaces) == ["default", "kube-system", "legacy", "old-team", "team-a", "team-c"]
+    assert view.namespaces["old-team"].terminating
+    assert not view.namespaces["default"].terminating
+    assert dict(view.namespaces["team-c"].labels) == {"acr-helper/exclude": "true"}
+    assert view.service_accounts[("team-a", "runner")].image_pull_secrets == (NAME, "regcred")
+    assert view.service_accounts[("default", "default")].resource_version == "100"
+    assert sorted(view.secrets) == ["legacy", "team-c"]
+    legacy = view.secrets["legacy"]
+    assert not legacy.owned and view.secrets["team-c"].owned
+    import hashlib
+
+    assert legacy.data_digest == hashlib.sha256(b'{"auths":{}}').hexdigest()
+    assert legacy.type == "kubernetes.io/dockerconfigjson"
+    assert view.synced
+
+
+def test_state_from_multi_documents_plain_lists_and_typed_lists():
+    from acr_helper.state import parse_state_documents
+
+    text = """\
+kind: Namespace
+metadata: {name: a, labels: {team: x}}
+---
+- kind: ServiceAccount
+  metadata: {name: default, namespace: a}
+- kind: ServiceAccount
+  metadata: {name: bot}
+  imagePullSecrets: [{name: one}, {}, {name: two}]
+---
+kind: NamespaceList
+items:
+- kind: Namespace
+  metadata: {name: b, deletionTimestamp: "2026-01-01T00:00:00Z"}
+---
+kind: Secret
+metadata: {name: acr-credential-helper, namespace: b}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{"auths":{}}'
+---
+kind: Secret
+metadata: {name: acr-credential-helper, namespace: a}
+---
+42
+---
+kind: Deployment
+metadata: {name: web}
+---
+kind: ServiceAccount
+metadata: {namespace: a}
+"""
+    view, notes = parse_state_documents(text, NAME)
+    import hashlib
+
+    assert sorted(view.namespaces) == ["a", "b", "default"]
+    assert dict(view.namespaces["a"].labels) == {"team": "x"}
+    assert view.namespaces["b"].terminating
+    assert view.service_accounts[("default", "bot")].image_pull_secrets == ("one", "two")
+    assert view.secrets["b"].data_digest == hashlib.sha256(b'{"auths":{}}').hexdigest()
+    assert view.secrets["a"].data_digest == "" and view.secrets["a"].type == "Opaque"
+    assert notes == [
+        "ignored a YAML document that is not an object: int",
+        "ignored a ServiceAccount without metadata.name",
+        "namespaces without a Namespace object, assumed to exist with no labels: default",
+        "ignored 1 object(s) of kind Deployment",
+    ]
+
+
+def test_state_that_is_not_yaml_raises_state_error():
+    from acr_helper.state import StateError, parse_state_documents
+
+    with pytest.raises(StateError, match="not valid YAML at line 3"):
+        parse_state_documents("kind: List\nitems: [\n", NAME)
+
+
+def test_empty_state_is_an_empty_view():
+    from acr_helper.state import parse_state_documents
+
+    view, notes = parse_state_documents("", NAME)
+    assert view.namespaces == {} and notes == []
