@@ -285,6 +285,7 @@ def test_state_from_kubectl_list_output():
 
     with open(STATE) as fh:
         view, notes = parse_state_documents(fh.read(), NAME)
+    assert notes == ["ignored 1 object(s) of kind ConfigMap", f"ignored 1 Secret(s) not named {NAME}"]
     assert sorted(view.namespaces) == ["default", "kube-system", "legacy", "old-team", "team-a", "team-c"]
     assert view.namespaces["old-team"].terminating
     assert not view.namespaces["default"].terminating
