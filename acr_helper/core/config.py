@@ -282,6 +282,13 @@ def _resolve_key(name: str, known: tuple[str, ...] | list[str]) -> tuple[str | N
     return None, False
 
 
+def _key_label(name: str) -> str:
+    """A ConfigMap key as a message's `key`: as is when plain, else quoted so it is visible."""
+    if name and name.isprintable() and name.strip() == name:
+        return _safe_shown(name)
+    return _safe_shown(repr(name))
+
+
 def _safe_shown(value: str, limit: int = 60) -> str:
     """A value for a message: shortened, and never something that looks like a secret key's."""
     value = value.replace("\n", " ")
@@ -437,25 +444,36 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+def _bad_character(key: str, text: str, report: _Report) -> bool:
+    """Report a character YAML does not allow (control characters); True if there is one."""
+    m = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if m is None:
+        return False
+    report.error(
+        key,
+        f"not valid YAML: it contains the control character U+{ord(m.group()):04X}, which YAML forbids",
+        line=text[: m.start()].count("\n") + 1,
+    )
+    return True
+
+
 def _compose(key: str, text: str, report: _Report) -> yaml.Node | Literal[False] | None:
     """The single YAML node of `text`; None for an empty document; False after an error."""
-    loader = yaml.SafeLoader(text)
+    if _bad_character(key, text, report):
+        return False
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)
         return loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         report.error(key, _yaml_error_message(text, exc), line=_error_line(exc))
-    except yaml.YAMLError as exc:  # ReaderError: non-printable characters
-        pos = getattr(exc, "position", None)
-        line = text[:pos].count("\n") + 1 if isinstance(pos, int) else None
-        report.error(
-            key,
-            "not valid YAML: it contains a character YAML does not allow (a control character?)",
-            line=line,
-        )
+    except yaml.YAMLError:
+        report.error(key, "not valid YAML")
     except RecursionError:
         report.error(key, "not valid YAML: nested too deeply")
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return False
 
 
@@ -1377,16 +1395,18 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
         if canon is None:
             near = _nearest(name, KNOWN_KEYS)
             report.warn(
-                _safe_shown(name) or "(empty key)",
+                _key_label(name),
                 "unknown key ignored"
                 + (f"; did you mean `{near}`?" if near else f"; known keys: {', '.join(KNOWN_KEYS)}"),
             )
             continue
         if not exact:
             if canon in data:
-                report.warn(name, f"ignored: it duplicates `{canon}`, which is also set")
+                report.warn(_key_label(name), f"ignored: it duplicates `{canon}`, which is also set")
                 continue
-            report.warn(name, f"read as `{canon}`; ConfigMap keys are case-sensitive, write `{canon}`")
+            report.warn(
+                _key_label(name), f"read as `{canon}`; ConfigMap keys are case-sensitive, write `{canon}`"
+            )
         if raw_value is None:
             value = ""
         elif isinstance(raw_value, str):
@@ -1492,9 +1512,12 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
         report.error(mk, "expected YAML text")
         return None, report.messages()
     text = _normalise_text(mk, text, report)
-    loader = yaml.SafeLoader(text)
+    if _bad_character(mk, text, report):
+        return None, report.messages()
+    loader: yaml.SafeLoader | None = None
     docs: list[yaml.Node] = []
     try:
+        loader = yaml.SafeLoader(text)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
@@ -1503,13 +1526,14 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
         report.error(mk, _yaml_error_message(text, exc), line=_error_line(exc))
         return None, report.messages()
     except yaml.YAMLError:
-        report.error(mk, "not valid YAML: it contains a character YAML does not allow")
+        report.error(mk, "not valid YAML")
         return None, report.messages()
     except RecursionError:
         report.error(mk, "not valid YAML: nested too deeply")
         return None, report.messages()
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     candidates: list[tuple[yaml.MappingNode, str | None]] = []  # (object, name)
     fragments: list[yaml.MappingNode] = []
@@ -1579,9 +1603,10 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
         return None, report.messages()
     data: dict[str, str] = {}
     for name, vnode, line in _mapping_items(mk, data_node, report, field="data"):
+        label = _key_label(name)
         if not isinstance(vnode, yaml.ScalarNode):
             report.error(
-                name,
+                label,
                 f"line {line}: the value must be a string, not {_kind(vnode)}; embedded YAML "
                 f"belongs in a block string (`{name}: |` followed by the indented text)",
                 line=_line(vnode),
@@ -1591,7 +1616,7 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
             data[name] = ""
             if vnode.value:
                 report.warn(
-                    name,
+                    label,
                     f'`{vnode.value}` is YAML null; read as an empty string (quote it: `"{vnode.value}"`)',
                     line=_line(vnode),
                 )
@@ -1600,7 +1625,7 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
             kind = vnode.tag.rsplit(":", 1)[-1]
             shown = "***" if _SECRET_WORD.search(name) else _safe_shown(str(vnode.value))
             report.warn(
-                name,
+                label,
                 f"YAML reads `{shown}` as a {kind} and kubectl would reject it; read as the string "
                 f'`{shown}` (quote it: `{name}: "{shown}"`)',
                 line=_line(vnode),
