@@ -366,3 +366,17 @@ def test_empty_state_is_an_empty_view():
 
     view, notes = parse_state_documents("", NAME)
     assert view.namespaces == {} and notes == []
+
+
+def test_registries_without_region_use_the_placeholder_region_with_a_warning(tmp_path, capsys):
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(
+        "kind: ConfigMap\nmetadata:\n  name: acr-configuration\ndata:\n  watch-namespace: default\n"
+    )
+    code, report = run_json(capsys, "-f", str(cm))
+    assert code == 0
+    assert (
+        "no --region: registries without regionId use the placeholder region cluster-region"
+        in report["warnings"]
+    )
+    assert [a["action"] for a in report["actions"]] == ["create", "add"]

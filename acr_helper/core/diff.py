@@ -68,6 +68,8 @@ def _update_reasons(desired: DesiredSecret, existing: SecretInfo) -> list[str]:
             reasons.append("the Secret has no .dockerconfigjson data")
         elif recorded and recorded != existing.data_digest:
             reasons.append("the Secret's content was changed outside acr-helper")
+        elif REGISTRIES_ANNOTATION not in existing.annotations:
+            reasons.append(f"content differs and the Secret has no {REGISTRIES_ANNOTATION} annotation")
         elif want != have:
             parts = []
             if want - have:

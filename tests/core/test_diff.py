@@ -302,3 +302,11 @@ def test_annotations_registries_digest_are_compared():
     for key in (REGISTRIES_ANNOTATION, DIGEST_ANNOTATION):
         changed = replace(s, annotations={**s.annotations, key: "zzz"})
         assert rows(run(replace(view, secrets={"a": changed}))) == [("update", "Secret", "a", NAME)]
+
+
+def test_an_owned_secret_without_our_annotations_is_rewritten():
+    view = converged([NamespaceInfo("a")], [])
+    bare = replace(view.secrets["a"], annotations={}, data_digest="1" * 64)
+    p = run(replace(view, secrets={"a": bare}))
+    assert rows(p) == [("update", "Secret", "a", NAME)]
+    assert p.actions[0].reason == f"content differs and the Secret has no {REGISTRIES_ANNOTATION} annotation"
