@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pathlib
 from datetime import timedelta
 
 import pytest
+import yaml
 
 from acr_helper.core.config import (
     KNOWN_KEYS,
@@ -768,3 +770,72 @@ def test_format_duration() -> None:
     assert format_duration(timedelta(0)) == "0s"
     assert format_duration(timedelta(milliseconds=500)) == "500ms"
     assert format_duration(timedelta(minutes=-5)) == "-5m"
+
+
+# ---- the shipped examples -----------------------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def example(name: str) -> AcrConfig:
+    data, messages = load_configmap_manifest((ROOT / "examples" / name).read_text(encoding="utf-8"))
+    assert data is not None and messages == [], [str(m) for m in messages]
+    result = parse_config(data)
+    assert result.ok and result.messages == (), [str(m) for m in result.messages]
+    assert result.config is not None
+    return result.config
+
+
+def test_example_acr_configuration() -> None:
+    cfg = example("acr-configuration.yaml")
+    assert cfg.watch_namespaces.all
+    assert cfg.watch_namespaces.exclude == ("kube-system", "kube-public", "kube-node-lease")
+    assert cfg.service_accounts.include == ("default", "builder")
+    ee, pe = cfg.registries
+    assert (ee.instance_id, ee.region_id) == ("cri-sandbox0001", "cn-hangzhou")
+    assert ee.domains == (
+        "sandbox-registry.cn-hangzhou.cr.aliyuncs.com",
+        "sandbox-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+    )
+    assert (pe.edition, pe.region_id) == ("personal", "cn-hangzhou")
+    assert list(cfg.registry_keys("cn-beijing")) == ["cri-sandbox0001@cn-hangzhou", "personal/cn-hangzhou"]
+
+
+def test_example_scenarios() -> None:
+    assert example("cross-account-assume-role.yaml").registries[0].assume_role_arn == (
+        "acs:ram::1234567890123456:role/acr-pull-from-partner"
+    )
+    assert [r.region_id for r in example("cross-region.yaml").registries] == [
+        "cn-beijing",
+        "cn-hangzhou",
+        "ap-southeast-1",
+    ]
+    assert example("access-key-secret-ref.yaml").registries[0].access_key_secret_ref == "acr-pull-keys"
+    rrsa = example("rrsa.yaml")
+    assert rrsa.rrsa.enable and rrsa.registries[0].credential_hint() == "rrsa"
+
+
+def test_example_cluster_state_has_what_the_scenario_needs() -> None:
+    objects = yaml.safe_load((ROOT / "examples" / "cluster-state.yaml").read_text(encoding="utf-8"))["items"]
+    ns = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Namespace"}
+    assert set(ns) == {"default", "kube-system", "kube-public", "team-a", "team-b", "team-c"}
+    assert ns["team-c"]["metadata"]["labels"]["acr-helper/exclude"] == "true"
+    sas = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] == "ServiceAccount"
+    }
+    assert {n for n, _ in sas} == set(ns) and ("team-a", "builder") in sas
+    assert sas[("team-a", "default")]["imagePullSecrets"] == [{"name": "corp-registry"}]
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    assert (secret["metadata"]["namespace"], secret["metadata"]["name"]) == (
+        "team-b",
+        "acr-credential-helper",
+    )
+    assert "app.kubernetes.io/managed-by" not in secret["metadata"].get("labels", {})
+
+
+@pytest.mark.parametrize("name", ["acr-configuration.yaml", "cluster-state.yaml"])
+def test_packaged_examples_match_the_repository_examples(name: str) -> None:
+    packaged = ROOT / "acr_helper" / "examples" / name
+    assert packaged.read_bytes() == (ROOT / "examples" / name).read_bytes()
