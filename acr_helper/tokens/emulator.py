@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +65,9 @@ DEFAULT_ACCESS_KEY_SECRET = "fake-secret-not-real"  # a published fake
 FAKE_ACCOUNT_ID = "1234567890123456"
 #: ``TempUsername`` / ``tempUserName`` returned by ACR (the real service returns this too).
 TEMP_USERNAME = "cr_temp_user"
+
+#: The request log keeps at most this many entries (oldest dropped first).
+MAX_RECORDED_REQUESTS = 50_000
 
 #: Action names used by counters, faults, ``deny`` and :class:`RecordedRequest`.
 EE_TOKEN = "GetAuthorizationToken"
@@ -364,7 +367,8 @@ class AliyunEmulator:
         self._denied: set[tuple[str, str]] = set()
         self._faults: list[_Fault] = []
         self._calls: Counter[str] = Counter()
-        self._requests: list[RecordedRequest] = []
+        # bounded so a long sandbox run does not grow without limit (counters are exact regardless)
+        self._requests: deque[RecordedRequest] = deque(maxlen=MAX_RECORDED_REQUESTS)
         self._sts_keys: dict[str, _StsKey] = {}
         self._logins: dict[str, _Login] = {}
         self._imds_tokens: dict[str, float] = {}
@@ -1001,6 +1005,8 @@ class AliyunEmulator:
         else:
             user, password = TEMP_USERNAME, _random_alnum(48)
         with self._lock:
+            if len(self._logins) >= 4096:  # forget long-expired tokens (sandbox runs for hours)
+                self._logins = {p: lg for p, lg in self._logins.items() if lg.expires_at > now - 3600}
             self._logins[password] = _Login(user, expires, target)
         return user, password, expires
 

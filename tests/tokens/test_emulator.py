@@ -1000,3 +1000,23 @@ def test_stop_cuts_pooled_connections_and_restart_keeps_url_and_state(emu: Aliyu
     assert ee_token(client).body.is_success
     assert emu.is_valid_registry_login(body.temp_username, body.authorization_token)
     assert emu.calls("GetAuthorizationToken") == 2
+
+
+def test_emulator_module_imports_only_the_stdlib() -> None:
+    import ast
+
+    import acr_helper.tokens.emulator as mod
+    import acr_helper.tokens.emulator_signing as sig
+
+    allowed_local = {"acr_helper.tokens.emulator_signing"}
+    for m in (mod, sig):
+        tree = ast.parse(Path(m.__file__).read_text())
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert name in allowed_local or top in sys.stdlib_module_names or top == "__future__", name
