@@ -256,11 +256,7 @@ def test_placeholder_tokens_cover_each_edition():
     assert t.valid_at(NOW) and t.expires_at == datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
 
 
-@pytest.mark.skipif(
-    not (EXAMPLES / "acr-configuration.yaml").exists() or not (EXAMPLES / "cluster-state.yaml").exists(),
-    reason="examples/ not written yet",
-)
-def test_plan_on_the_examples_is_valid_and_consistent(capsys):
+def test_plan_on_the_examples_is_exactly_this(capsys):
     code, report = run_json(
         capsys,
         "-f",
@@ -270,10 +266,49 @@ def test_plan_on_the_examples_is_valid_and_consistent(capsys):
     )
     assert code == 0, report
     assert report["errors"] == []
-    assert report["actions"], "the example state should need some work"
-    for a in report["actions"]:
-        assert set(a) == {"action", "kind", "namespace", "name", "reason"}
-        assert a["reason"]
+    lacks = f"is selected and lacks {NAME} in imagePullSecrets"
+    assert report["actions"] == [
+        {
+            "action": "create",
+            "kind": "Secret",
+            "namespace": "default",
+            "name": NAME,
+            "reason": "namespace default is watched and has no pull Secret",
+        },
+        {
+            "action": "create",
+            "kind": "Secret",
+            "namespace": "team-a",
+            "name": NAME,
+            "reason": "namespace team-a is watched and has no pull Secret",
+        },
+        {
+            "action": "add",
+            "kind": "ServiceAccount",
+            "namespace": "default",
+            "name": "default",
+            "reason": f"ServiceAccount default {lacks}",
+        },
+        {
+            "action": "add",
+            "kind": "ServiceAccount",
+            "namespace": "team-a",
+            "name": "builder",
+            "reason": f"ServiceAccount builder {lacks}",
+        },
+        {
+            "action": "add",
+            "kind": "ServiceAccount",
+            "namespace": "team-a",
+            "name": "default",
+            "reason": f"ServiceAccount default {lacks}",
+        },
+    ]
+    # team-b's hand-made Secret with our name is someone else's; team-c is excluded; kube-* not selected
+    assert report["warnings"] == [
+        f"conflict: Secret team-b/{NAME} exists without label app.kubernetes.io/managed-by=acr-helper: "
+        "it belongs to someone else and is left alone (its ServiceAccounts too)"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
