@@ -1602,12 +1602,12 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
         )
         return None, report.messages()
     data: dict[str, str] = {}
-    for name, vnode, line in _mapping_items(mk, data_node, report, field="data"):
+    for name, vnode, _ in _mapping_items(mk, data_node, report, field="data"):
         label = _key_label(name)
         if not isinstance(vnode, yaml.ScalarNode):
             report.error(
                 label,
-                f"line {line}: the value must be a string, not {_kind(vnode)}; embedded YAML "
+                f"the value must be a string, not {_kind(vnode)}; embedded YAML "
                 f"belongs in a block string (`{name}: |` followed by the indented text)",
                 line=_line(vnode),
             )
