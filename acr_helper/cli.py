@@ -165,6 +165,7 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
     e.add("--config-namespace", default=CONFIG_NAMESPACE, help="namespace of the configuration ConfigMap (live mode)")
     e.add("--config-name", default=CONFIG_NAME, help="name of the configuration ConfigMap (live mode)")
     e.add("--secret-name", default=DEFAULT_SECRET_NAME, help="name of the managed pull Secret")
+    e.add("--region", default=None, help="the cluster's region, for registries without regionId (placeholder otherwise)")
     _output_flag(e)
 
     p = sub.add_parser("check", help="validate a configuration and fetch a token for every registry")

@@ -145,6 +145,7 @@ class Controller:
         self._repeat = 0
         self._conflicts_reported: set[tuple[str, str]] = set()
         self._first_pass_done = False
+        self._last_warnings: tuple[str, ...] = ()
         # built in start()
         self.clients: KubeClients | None = None
         self.cache: ClusterCache | None = None
@@ -389,8 +390,11 @@ class Controller:
             self._event_on_config("Warning", "TokenRefreshFailed", f"{err}; {still}")
         view = self.cache.snapshot()
         desired = desired_state(view, config, report.tokens, now)
-        for w in desired.warnings:
-            log.debug("desired state: %s", w)
+        warnings = tuple(desired.warnings)
+        if warnings != self._last_warnings:  # say each new situation once, not every pass
+            for w in warnings:
+                log.warning("desired state: %s", w)
+            self._last_warnings = warnings
         the_plan = make_plan(desired, view)
         for c in the_plan.conflicts:
             if (c.namespace, c.name) not in self._conflicts_reported:
