@@ -46,7 +46,7 @@ def backoff_delay(
     A server-sent retry-after is honoured when it asks for longer than our own schedule.
     """
     exponent = max(0, failures - 1)
-    delay = initial * (2 ** min(exponent, 30))
+    delay: timedelta = initial * (1 << min(exponent, 30))
     delay = min(delay, cap)
     if retry_after is not None and retry_after > delay:
         delay = min(retry_after, max(cap, retry_after))

@@ -253,7 +253,13 @@ class CredentialResolver:
             return cred, ("ak", base.access_key_id, digest)
         if base.kind == "rrsa":
             duration = registry.expire_duration if not registry.assume_role_arn else 3600
-            cache_key = ("rrsa", base.role_arn, base.oidc_provider_arn, base.oidc_token_file, str(duration))
+            cache_key: tuple[str, ...] = (
+                "rrsa",
+                base.role_arn,
+                base.oidc_provider_arn,
+                base.oidc_token_file,
+                str(duration),
+            )
             cached = self._cache.get(cache_key)
             if cached is None or not cached.usable_at(now):
                 cached = self._assume_role_with_oidc(key, base, duration, region, now)
