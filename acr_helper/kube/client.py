@@ -64,7 +64,7 @@ def load_configuration(settings: KubeSettings) -> k8s.Configuration:
     cfg = k8s.Configuration()
     if settings.kubeconfig:
         try:
-            k8s_config.load_kube_config(
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=settings.kubeconfig,
                 context=settings.context,
                 client_configuration=cfg,
@@ -75,13 +75,13 @@ def load_configuration(settings: KubeSettings) -> k8s.Configuration:
         return cfg
     if not settings.context:
         try:
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             return cfg
         except k8s_config.ConfigException:
             pass
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
-        k8s_config.load_kube_config(
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=settings.context, client_configuration=cfg, persist_config=False
         )
     except Exception as exc:
@@ -154,7 +154,7 @@ class InstrumentedApiClient(k8s.ApiClient):
         self._on_request = on_request
         self.user_agent = "acr-helper"
 
-    def call_api(  # type: ignore[override]
+    def call_api(
         self,
         method: str,
         url: str,
@@ -279,7 +279,7 @@ class KubeClients:
 
 def _close_quietly(api: k8s.ApiClient) -> None:
     try:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
     except Exception:
         log.debug("closing ApiClient failed", exc_info=True)
 
@@ -326,16 +326,16 @@ def request_json(
     Retry-After is retried up to `retries_429` times, waiting at most 5 s each)."""
     attempt = 0
     while True:
-        req = _serialize(api, method, path, query, body, content_type)
-        resp = api.call_api(*req, _request_timeout=timeout)
-        data = resp.read()
+        m, url, headers, payload, post = _serialize(api, method, path, query, body, content_type)
+        resp = api.call_api(m, url, headers, payload, post, _request_timeout=timeout)
+        data = resp.read()  # type: ignore[no-untyped-call]
         if 200 <= resp.status <= 299:
             if not data:
                 return {}
             return json.loads(data)
         if resp.status == 429 and attempt < retries_429:
             attempt += 1
-            time.sleep(min(5.0, _retry_after(resp.getheader("Retry-After"))))
+            time.sleep(min(5.0, _retry_after(resp.getheader("Retry-After"))))  # type: ignore[no-untyped-call]
             continue
         raise ApiException(http_resp=resp)
 
@@ -355,10 +355,10 @@ def open_stream(
     timeout: tuple[float, float] | float | None = None,
 ) -> Any:
     """Open a streaming GET (a watch); returns the urllib3 response. Non-2xx raise ApiException."""
-    req = _serialize(api, "GET", path, query, None, None)
-    resp = api.call_api(*req, _request_timeout=timeout)
+    m, url, headers, payload, post = _serialize(api, "GET", path, query, None, None)
+    resp = api.call_api(m, url, headers, payload, post, _request_timeout=timeout)
     if not 200 <= resp.status <= 299:
-        resp.read()
+        resp.read()  # type: ignore[no-untyped-call]
         raise ApiException(http_resp=resp)
     return resp.response
 

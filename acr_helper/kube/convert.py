@@ -66,7 +66,7 @@ def as_dict(obj: Any) -> dict[str, Any]:
         return {}
     from kubernetes.client import ApiClient  # local: keep this module importable cheaply
 
-    out = ApiClient().sanitize_for_serialization(obj)
+    out = ApiClient().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
     return out if isinstance(out, dict) else {}
 
 

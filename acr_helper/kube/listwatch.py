@@ -172,7 +172,7 @@ class ListWatcher:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.min_healthy_watch = min_healthy_watch
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng: random.Random = rng or random.Random()  # noqa: S311 - jitter, not crypto
         self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -275,7 +275,7 @@ class ListWatcher:
         if restart.reason == GONE and self.failures == 1:
             return 0.0  # one 410 is routine: relist at once
         base = min(self.backoff_max, self.backoff_initial * (2 ** (self.failures - 1)))
-        return base * (0.5 + 0.5 * self._rng.random())
+        return float(base * (0.5 + 0.5 * self._rng.random()))
 
     def record(self, restart: Restart) -> None:
         self.restarts[restart.reason] += 1
