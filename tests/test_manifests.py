@@ -405,3 +405,45 @@ def test_example_configmap_is_valid_and_not_in_the_base() -> None:
 def test_docs_name_the_labels_the_controller_uses() -> None:
     text = "".join((ROOT / "docs" / f).read_text() for f in ("security.md", "migration.md", "operations.md"))
     assert MANAGED_BY_LABEL in text and EXCLUDE_LABEL in text
+
+
+# --------------------------------------------------------------------------- optional hardening
+
+HARDENING = BASE / "hardening"
+
+
+def test_hardening_renders_and_validates() -> None:
+    objs = kustomize(HARDENING)
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objs) == [
+        ("ValidatingAdmissionPolicy", "acr-helper-secrets"),
+        ("ValidatingAdmissionPolicy", "acr-helper-serviceaccounts"),
+        ("ValidatingAdmissionPolicyBinding", "acr-helper-secrets"),
+        ("ValidatingAdmissionPolicyBinding", "acr-helper-serviceaccounts"),
+    ]
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed (test extra)")
+    for obj in objs:
+        kv.validate(obj, "1.30.0", strict=True)  # admissionregistration.k8s.io/v1 is GA from 1.30
+
+
+def test_hardening_policies_target_our_service_account_and_names() -> None:
+    objs = _load(HARDENING / "validating-admission-policy.yaml")
+    policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"}
+    bindings = [o for o in objs if o["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert {b["spec"]["policyName"] for b in bindings} == set(policies)
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings)
+    username = f"system:serviceaccount:{NS}:{SA}"
+    for policy in policies.values():
+        assert policy["spec"]["failurePolicy"] == "Fail"
+        (cond,) = policy["spec"]["matchConditions"]
+        assert cond["expression"] == f"request.userInfo.username == '{username}'"
+    secrets = " ".join(v["expression"] for v in policies["acr-helper-secrets"]["spec"]["validations"])
+    assert f"object.metadata.name == '{DEFAULT_SECRET_NAME}'" in secrets
+    assert "object.type == 'kubernetes.io/dockerconfigjson'" in secrets
+    assert f"labels['{MANAGED_BY_LABEL}'] == 'acr-helper'" in secrets
+    (rule,) = policies["acr-helper-secrets"]["spec"]["matchConstraints"]["resourceRules"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE", "DELETE"} and rule["resources"] == ["secrets"]
+    sa_policy = policies["acr-helper-serviceaccounts"]
+    sa_rules = " ".join(v["expression"] for v in sa_policy["spec"]["validations"])
+    assert "imagePullSecrets" not in sa_rules  # the one field acr-helper may change
+    for field in ("metadata.annotations", "metadata.labels", "secrets", "automountServiceAccountToken"):
+        assert f"object.{field} == oldObject.{field}" in sa_rules, field
