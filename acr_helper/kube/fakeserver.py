@@ -137,7 +137,7 @@ class FakeKubeAPI:
 
     def __init__(self, *, history_limit: int = 1000, bookmark_interval: float = 10.0,
                  auto_create_namespaces: bool = False, require_auth: bool = False,
-                 system_namespaces: bool = True, default_service_accounts: bool = False,
+                 system_namespaces: bool = False, default_service_accounts: bool = False,
                  terminating_namespaces: bool = False, namespace_deletion_delay: float = 0.5,
                  default_watch_timeout: float = 1800.0) -> None:
         self.bookmark_interval = bookmark_interval
