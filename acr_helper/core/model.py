@@ -25,7 +25,7 @@ REGISTRIES_ANNOTATION = "acr-helper/registries"
 #: Annotation on the managed Secret: sha256 of the rendered `.dockerconfigjson` (lets a fresh
 #: process compare content without keeping plaintext in memory).
 DIGEST_ANNOTATION = "acr-helper/content-digest"
-DEFAULT_SECRET_NAME = "acr-credential-helper"
+DEFAULT_SECRET_NAME = "acr-credential-helper"  # noqa: S105 - a name, not a secret
 DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIGJSON_KEY = ".dockerconfigjson"
 

@@ -24,6 +24,7 @@ from acr_helper.tokens.emulator import AliyunEmulator
 REGION = "cn-hangzhou"
 SECRET = "acr-credential-helper"
 EE = "cri-e2e0001"
+EE_KEY = f"{EE}@{REGION}"  # the registry label: instance@region when regionId is set
 
 
 def free_port() -> int:

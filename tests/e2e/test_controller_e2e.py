@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .conftest import EE, REGION, SECRET, decode_auths, sa, wait_for
+from .conftest import EE, EE_KEY, REGION, SECRET, decode_auths, sa, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -60,7 +60,7 @@ def test_namespaces_and_service_accounts_get_secret_and_entry(cluster, cloud, ru
     cluster.api.create(sa("team-new", "builder"))
     wait_for(lambda: SECRET in (cluster.pulls("team-new", "builder") or []), what="new SA patched")
     assert ctl.metric("acr_helper_managed_secrets") is not None
-    assert ctl.metric("acr_helper_token_expiration_timestamp_seconds", registry=EE) > time.time()
+    assert ctl.metric("acr_helper_token_expiration_timestamp_seconds", registry=EE_KEY) > time.time()
     assert ctl.metric("acr_helper_config_valid") == 1
     assert ctl.metric("acr_helper_leader") == 1
 
@@ -161,7 +161,7 @@ def test_refresh_before_expiry(cluster, cloud, run_controller):
     second = decode_auths(cluster.secret("team-a"))
     for entry in second.values():
         assert cloud.is_valid_registry_login(entry["username"], entry["password"])
-    assert ctl.metric("acr_helper_token_refresh_total", registry=EE, result="success") >= 2
+    assert ctl.metric("acr_helper_token_refresh_total", registry=EE_KEY, result="success") >= 2
 
 
 def test_token_failure_keeps_secrets(cluster, cloud, run_controller):

@@ -29,7 +29,7 @@ def test_two_replicas_one_writer_and_takeover(cluster, cloud, run_controller, ho
     leader, follower = (a, b) if a.metric("acr_helper_leader") == 1 else (b, a)
     assert len(writers(cluster)) == 1
     assert follower.ready()  # followers keep warm caches and are ready
-    lease = cluster.api.get("leases", "kube-system", "acr-helper")
+    lease = cluster.api.get("leases.coordination.k8s.io", "kube-system", "acr-helper")
     assert lease is not None and lease["spec"]["holderIdentity"]
     t_stop = time.monotonic()
     leader.stop(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
