@@ -447,3 +447,34 @@ def test_hardening_policies_target_our_service_account_and_names() -> None:
     assert "imagePullSecrets" not in sa_rules  # the one field acr-helper may change
     for field in ("metadata.annotations", "metadata.labels", "secrets", "automountServiceAccountToken"):
         assert f"object.{field} == oldObject.{field}" in sa_rules, field
+
+
+# --------------------------------------------------------------------------- docs
+
+
+def test_operations_doc_lists_every_run_flag_and_its_environment_variable() -> None:
+    import argparse
+
+    from acr_helper.cli import env_name
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    parser = build_parser(environ={})
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    run = sub.choices["run"]
+    flags = [a for a in run._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 20
+    for action in flags:
+        long_flag = next(o for o in action.option_strings if o.startswith("--") and not o.startswith("--no-"))
+        assert f"`{long_flag}`" in text, f"docs/operations.md does not document {long_flag}"
+        assert f"`{env_name(long_flag)}`" in text, f"docs/operations.md lacks {env_name(long_flag)}"
+
+
+def test_quick_start_installs_in_three_commands_or_fewer() -> None:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert 1 <= len(commands) <= 3
+    assert "kubectl apply -k manifests" in commands
+    assert any("manifests/examples/acr-configuration.yaml" in c for c in commands)
+    assert (EXAMPLE_CONFIG).is_file()
