@@ -40,8 +40,6 @@ from acr_helper.tokens import TokenCache, TokenError, TokenService
 
 log = logging.getLogger("acr_helper")
 
-ADDON_SECRET = "alibaba-addon-secret"
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -448,9 +446,3 @@ class Controller:
             self.recorder.event(kind="Namespace", namespace="", name=s.config_namespace, uid=None,
                                 type=type_, reason=reason, message=message[:1000])
 
-
-def next_delay(next_due: datetime | None, now: datetime, resync: timedelta) -> float:
-    """Seconds until the loop must wake on its own."""
-    if next_due is None:
-        return resync.total_seconds()
-    return max(0.0, min(resync.total_seconds(), (next_due - now).total_seconds()))

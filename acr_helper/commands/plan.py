@@ -1,8 +1,10 @@
 """`acr-helper plan`: print what the controller would do, with placeholder tokens.
 
-Offline: `-f CONFIGMAP.yaml [--state OBJECTS.yaml]`. The live form (`--kubeconfig`) is wired by
-the runtime work; everything after "load the config data and the view" is `plan_output`, which
-both forms share. Exit codes: 0 config valid, 1 config has errors, 2 usage error.
+Offline: `-f CONFIGMAP.yaml [--state OBJECTS.yaml]`. Live and read-only: `--kubeconfig PATH`
+lists the ConfigMap (unless `-f` is given), Namespaces, ServiceAccounts and the Secrets with the
+managed name through the same list/watch cache the controller uses, then stops; it writes nothing.
+Everything after "load the config data and the view" is `plan_output`, which both forms share.
+Exit codes: 0 config valid, 1 config has errors, 2 usage error.
 """
 
 from __future__ import annotations
@@ -232,14 +234,62 @@ def _offline_inputs(args: argparse.Namespace) -> tuple[ConfigResult, ClusterView
     return result, view, notes
 
 
+LIVE_SYNC_TIMEOUT = 60.0
+
+
+def _live_inputs(args: argparse.Namespace) -> tuple[ConfigResult, ClusterView, list[str]]:
+    """Read the cluster once, read-only, through the controller's own cache."""
+    from acr_helper.kube.cache import ClusterCache
+    from acr_helper.kube.client import KubeClients, KubeConfigError
+    from acr_helper.settings import KubeSettings
+
+    settings = KubeSettings(
+        kubeconfig=args.kubeconfig,
+        context=getattr(args, "context", None),
+        config_namespace=args.config_namespace,
+        config_name=args.config_name,
+        secret_name=args.secret_name,
+        extra_secret_names=(),
+    )
+    try:
+        clients = KubeClients(settings)
+    except KubeConfigError as exc:
+        raise UsageError(f"cannot load kubeconfig {args.kubeconfig}: {exc}") from None
+    cache = ClusterCache(clients, settings, on_change=lambda: None)
+    try:
+        cache.start()
+        if not cache.wait_synced(LIVE_SYNC_TIMEOUT):
+            raise UsageError(
+                f"could not list the cluster within {LIVE_SYNC_TIMEOUT:.0f}s (check the kubeconfig, "
+                "network and RBAC: namespaces, serviceaccounts, configmaps and the managed Secrets)"
+            )
+        view = cache.snapshot()
+        cm = cache.config_map()
+    finally:
+        cache.stop()
+        clients.close()
+    notes: list[str] = []
+    if getattr(args, "filename", None):
+        result = load_config(_read(args.filename, "the ConfigMap manifest"), args.secret_name)
+    elif cm is None:
+        result = parse_config(None, secret_name=args.secret_name)
+        notes.append(
+            f"no ConfigMap {args.config_namespace}/{args.config_name} in the cluster: the add-on's defaults apply"
+        )
+    else:
+        result = parse_config(cm.data, secret_name=args.secret_name)
+    return result, view, notes
+
+
 def main(args: argparse.Namespace) -> int:
     fmt: str = getattr(args, "output", "text") or "text"
     try:
         if getattr(args, "kubeconfig", None):
-            raise UsageError("live plan: not yet available (use -f CONFIGMAP.yaml [--state OBJECTS.yaml])")
-        if not getattr(args, "filename", None):
+            result, view, notes = _live_inputs(args)
+        elif not getattr(args, "filename", None):
             raise UsageError("plan needs -f CONFIGMAP.yaml (or --kubeconfig for the live form)")
-        result, view, notes = _offline_inputs(args)
+        else:
+            result, view, notes = _offline_inputs(args)
     except UsageError as exc:
         sys.stderr.write(f"acr-helper plan: {exc}\n")
         return EXIT_USAGE
