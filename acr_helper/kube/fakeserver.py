@@ -19,9 +19,11 @@ import argparse
 import builtins
 import copy
 import json
+import logging
 import math
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -53,10 +55,13 @@ from acr_helper.kube.fakeserver_util import (
     parse_field_selector,
     parse_label_selector,
     resolve_resource,
+    status_body,
     strategic_merge,
 )
 
 __all__ = ["ApiError", "FakeKubeAPI", "Fault", "RequestRecord", "main"]
+
+log = logging.getLogger(__name__)
 
 ADMIN_GROUPS = ("system:masters", "system:authenticated")
 SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
@@ -122,6 +127,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
     api: FakeKubeAPI
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients dropping connections is normal here; anything else goes to the log, not stderr."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        log.exception("fake API server: error serving %s", client_address)
 
 
 @dataclass(slots=True)
@@ -600,6 +612,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             code = 499
             self.close_connection = True
+        except Exception as e:  # a bug in the fake: answer 500 instead of hanging the client
+            log.exception("fake API server: %s %s failed", method, split.path)
+            code = 500
+            self._send(500, status_body(500, "InternalError", f"fake API server error: {type(e).__name__}"))
         finally:
             if verb != "watch" or code != 200:
                 api.requests.append(RequestRecord(
