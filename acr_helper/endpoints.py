@@ -76,7 +76,7 @@ class EndpointServer:
     def url(self) -> str | None:
         if not self._server:
             return None
-        host = self._server.server_address[0]
+        host = str(self._server.server_address[0])
         host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         return f"http://{host}:{self.port}"
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -329,9 +329,8 @@ class Controller:
                                 "removed because of a deletion)", s.config_namespace, s.config_name)
                     self._config_gone_warned = True
                 return self._good
-            result = parse_config(None, secret_name=s.secret_name)
             self._config_valid = True
-            self._good = result.config
+            self._good = parse_config(None, secret_name=s.secret_name).config
             log.info("no ConfigMap %s/%s: using the add-on's defaults (namespace default, service account "
                      "default, Personal Edition in the cluster's region)", s.config_namespace, s.config_name)
             return self._good

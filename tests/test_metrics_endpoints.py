@@ -31,7 +31,8 @@ def test_expiry_is_an_absolute_timestamp_read_at_scrape_time():
     m.publish(StatusSnapshot(tokens={"cri-a": TokenStatus("cri-a", token=tok, last_success_at=NOW)},
                              managed_secrets=7, config_valid=False, leader=True))
     s = _samples(m)
-    assert s[("acr_helper_token_expiration_timestamp_seconds", (("registry", "cri-a"),))] == (NOW + timedelta(hours=1)).timestamp()
+    expiry = (NOW + timedelta(hours=1)).timestamp()
+    assert s[("acr_helper_token_expiration_timestamp_seconds", (("registry", "cri-a"),))] == expiry
     assert s[("acr_helper_token_last_refresh_timestamp_seconds", (("registry", "cri-a"),))] == NOW.timestamp()
     assert s[("acr_helper_managed_secrets", ())] == 7
     assert s[("acr_helper_config_valid", ())] == 0

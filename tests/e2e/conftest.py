@@ -179,7 +179,7 @@ def run_controller(cluster: Cluster, cloud: AliyunEmulator, tmp_path: pathlib.Pa
                "--ecs-metadata-endpoint", cloud.url, "--metrics-bind-address", f"127.0.0.1:{port}",
                "--kube-qps", "500", "--kube-burst", "1000", "--log-format", "json", "--log-level", "debug",
                *extra]
-        fh = open(log_path, "w")  # noqa: SIM115
+        fh = open(log_path, "w")
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env, text=True)
         c = Controller(proc, port, log_path)
         started.append(c)
