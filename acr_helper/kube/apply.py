@@ -7,8 +7,12 @@ Secrets
   labels/annotations/data keys others added survive). 409 -> re-read: still ours -> PUT on the
   fresh object and resourceVersion; gone -> create; not ours -> fail.
 * delete: read the live object; delete only if it still carries our label, with
-  preconditions uid + resourceVersion of what we checked. 404 = done.
-ServiceAccounts (imagePullSecrets is an atomic list: never patch it)
+  preconditions uid + resourceVersion of what we checked (never on the plan's word alone).
+  404 = done.
+ServiceAccounts (imagePullSecrets is an atomic list: never merged by the server)
+* With the snapshot the plan came from (`apply(..., view=...)`): one merge patch of the whole
+  list, recomputed with merge_pull_secrets from the viewed list, under the viewed resourceVersion
+  as precondition. Otherwise, or on 409:
 * GET, recompute with merge_pull_secrets (every entry we do not own stays, in order), skip the
   write if nothing changes, PUT with the resourceVersion precondition; 409 -> again on fresh
   state (up to 5 attempts, small jittered sleeps).
@@ -34,8 +38,10 @@ from acr_helper.core.model import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     Action,
+    ClusterView,
     DesiredSecret,
     Plan,
+    ServiceAccountInfo,
     sha256_hex,
 )
 from acr_helper.kube.client import TRANSPORT_ERRORS, KubeClients, error_message, status_of
@@ -118,7 +124,16 @@ class Applier:
 
     # -- entry point ---------------------------------------------------------------------------
 
-    def apply(self, plan: Plan, *, should_continue: Callable[[], bool] = lambda: True) -> list[ApplyResult]:
+    def apply(
+        self,
+        plan: Plan,
+        *,
+        should_continue: Callable[[], bool] = lambda: True,
+        view: ClusterView | None = None,
+    ) -> list[ApplyResult]:
+        """Execute the actions in order. With `view` (the snapshot the plan was made from),
+        ServiceAccount edits start with one optimistic write on the viewed resourceVersion instead
+        of GET + PUT; any conflict falls back to read-modify-update on fresh state."""
         results: list[ApplyResult] = []
         stopped = False
         for action in plan.actions:
@@ -127,10 +142,11 @@ class Applier:
             if stopped:
                 results.append(ApplyResult(action, False, 0, "not attempted: stopping", skipped=True))
                 continue
-            results.append(self.apply_one(action))
+            seen = view.service_accounts.get((action.namespace, action.name)) if view is not None else None
+            results.append(self.apply_one(action, seen_sa=seen))
         return results
 
-    def apply_one(self, action: Action) -> ApplyResult:
+    def apply_one(self, action: Action, *, seen_sa: ServiceAccountInfo | None = None) -> ApplyResult:
         try:
             if action.kind == "Secret":
                 if action.action == "create":
@@ -143,7 +159,7 @@ class Applier:
                     raise _Failed(0, f"unsupported action {action.action} on a Secret")
             elif action.kind == "ServiceAccount":
                 if action.action in ("add", "remove"):
-                    code, msg = self._edit_service_account(action)
+                    code, msg = self._edit_service_account(action, seen_sa)
                 else:
                     raise _Failed(0, f"unsupported action {action.action} on a ServiceAccount")
             else:
@@ -323,11 +339,27 @@ class Applier:
 
     # -- ServiceAccounts ---------------------------------------------------------------------
 
-    def _edit_service_account(self, action: Action) -> tuple[int, str]:
+    def _edit_service_account(self, action: Action, seen: ServiceAccountInfo | None = None) -> tuple[int, str]:
         entry = action.pull_secret or self._settings.secret_name
         add = entry if action.action == "add" else None
         remove = entry if action.action == "remove" else None
         path = f"/api/v1/namespaces/{action.namespace}/serviceaccounts/{action.name}"
+        if seen is not None and seen.resource_version:
+            merged = _merge_pull_secrets(seen.image_pull_secrets, add, remove)
+            if merged == seen.image_pull_secrets:
+                return 200, "no change needed"
+            # one optimistic write: the whole (atomic) list, only if the object is still the
+            # version we saw (resourceVersion precondition); any change meanwhile -> 409 -> GET+PUT
+            patch = {"metadata": {"resourceVersion": seen.resource_version},
+                     "imagePullSecrets": [{"name": n} for n in merged]}
+            try:
+                self._clients.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+                return 200, "added" if add else "removed"
+            except ApiException as exc:
+                if exc.status not in (409, 404):
+                    raise
+                if exc.status == 404 and remove:
+                    return 404, "ServiceAccount gone"
         for attempt in range(SA_ATTEMPTS):
             live = self._get(path)
             if live is None:

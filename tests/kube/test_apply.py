@@ -256,3 +256,49 @@ def test_a_failure_in_one_namespace_does_not_stop_the_others(
     fake.create(o.namespace("b"))
     results = applier.apply(Plan((create(ns_a), create("b"))))
     assert [r.ok for r in results] == [False, True]
+
+
+# ------------------------------------------------------------------ fast paths from the plan's view
+
+
+def view_of(fake: Any, ns: str) -> Any:
+    from acr_helper.core.model import ClusterView
+    from acr_helper.kube import convert
+
+    return ClusterView.build(
+        service_accounts=[convert.service_account_info(s) for s in fake.list("serviceaccounts", ns)])
+
+
+def test_sa_edit_with_the_plans_view_is_one_write(fake: Any, applier: Applier, ns_a: str) -> None:
+    fake.create(o.service_account(ns_a, "default", pull=("theirs",)))
+    view = view_of(fake, ns_a)
+    fake.reset_log()
+    [r] = applier.apply(Plan((sa_add(ns_a),)), view=view)
+    assert r.ok, r.message
+    assert fake.count() == 1 and fake.count(verb="patch", resource="serviceaccounts", code=200) == 1
+    assert pulls(fake, ns_a) == ["theirs", o.SECRET]
+    [r] = applier.apply(Plan((sa_remove(ns_a),)), view=view_of(fake, ns_a))
+    assert r.ok and pulls(fake, ns_a) == ["theirs"]
+
+
+def test_sa_edit_with_a_stale_view_falls_back_to_fresh_state(fake: Any, applier: Applier, ns_a: str) -> None:
+    fake.create(o.service_account(ns_a, "default", pull=("theirs",)))
+    view = view_of(fake, ns_a)
+    sa = fake.get("serviceaccounts", ns_a, "default")
+    sa["imagePullSecrets"].append({"name": "added-meanwhile"})
+    fake.update(sa)  # the view is now stale
+    [r] = applier.apply(Plan((sa_add(ns_a),)), view=view)
+    assert r.ok, r.message
+    assert pulls(fake, ns_a) == ["theirs", "added-meanwhile", o.SECRET]  # nothing lost
+    assert fake.count(verb="patch", resource="serviceaccounts", code=409) == 1
+
+
+def test_delete_with_a_stale_resource_version_rechecks_ownership(fake: Any, applier: Applier, ns_a: str) -> None:
+    fake.create(o.secret(ns_a))
+    rv = fake.get("secrets", ns_a, o.SECRET)["metadata"]["resourceVersion"]
+    s = fake.get("secrets", ns_a, o.SECRET)
+    s["metadata"]["labels"] = {"team": "theirs"}  # taken over after the plan was made
+    fake.update(s)
+    [r] = applier.apply(Plan((delete(ns_a, rv),)))
+    assert not r.ok and "label" in r.message
+    assert fake.get("secrets", ns_a, o.SECRET) is not None
