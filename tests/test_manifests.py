@@ -291,6 +291,7 @@ def deployment() -> Obj:
 
 def container() -> Obj:
     (c,) = deployment()["spec"]["template"]["spec"]["containers"]
+    assert isinstance(c, dict)
     return c
 
 

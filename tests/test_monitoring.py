@@ -61,7 +61,8 @@ def _promtool() -> str:
 
 
 def rule_groups() -> dict[str, Any]:
-    return yaml.safe_load(RULES.read_text())
+    groups: dict[str, Any] = yaml.safe_load(RULES.read_text())
+    return groups
 
 
 def render_prometheus_rule() -> str:
@@ -294,9 +295,9 @@ def _registry_metrics() -> dict[str, tuple[str, frozenset[str]]]:
     # from samples; read them from the metric objects where prometheus_client keeps them.
     for attr in vars(metrics).values():
         labelnames = getattr(attr, "_labelnames", None)
-        name = getattr(attr, "_name", None)
-        if labelnames is not None and name is not None:
-            key = name + ("_total" if getattr(attr, "_type", "") == "counter" else "")
+        metric_name = getattr(attr, "_name", None)
+        if labelnames is not None and metric_name is not None:
+            key = str(metric_name) + ("_total" if getattr(attr, "_type", "") == "counter" else "")
             if key in out:
                 out[key] = (out[key][0], frozenset(labelnames))
     return out
