@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -477,6 +478,44 @@ def _patch_fns(rt: ResourceType, patch_type: str, patch: Any, namespace: str | N
     raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type!r}")
 
 
+def _age(ts: str | None) -> str:
+    if not ts:
+        return "<unknown>"
+    secs = max(0, int(time.time() - datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+_COLUMNS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "Namespace": (("Status", lambda o: o.get("status", {}).get("phase", "")),),
+    "Secret": (("Type", lambda o: o.get("type", "")), ("Data", lambda o: len(o.get("data") or {}))),
+    "ConfigMap": (("Data", lambda o: len(o.get("data") or {})),),
+    "ServiceAccount": (("Secrets", lambda o: len(o.get("secrets") or [])),),
+    "Lease": (("Holder", lambda o: (o.get("spec") or {}).get("holderIdentity", "")),),
+    "Event": (("Reason", lambda o: o.get("reason", "")),),
+}
+
+
+def as_table(rt: ResourceType, out: JsonDict) -> JsonDict:
+    """A ``meta.k8s.io/v1`` Table (what ``kubectl get`` asks for) from an object or a list."""
+    items = out.get("items") if out.get("kind", "").endswith("List") else [out]
+    extra = _COLUMNS.get(rt.kind, ())
+    columns = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}]
+    columns += [{"name": n, "type": "string", "format": "", "description": "", "priority": 0} for n, _ in extra]
+    columns.append({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0})
+    rows = []
+    for o in items or []:
+        meta = o.get("metadata", {})
+        cells = [meta.get("name", ""), *[fn(o) for _, fn in extra], _age(meta.get("creationTimestamp"))]
+        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                "metadata": meta}})
+    rv = out.get("metadata", {}).get("resourceVersion", "")
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+            "columnDefinitions": columns, "rows": rows}
+
+
 # ---------------------------------------------------------------------- HTTP
 
 
@@ -568,7 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
         user = "?"
         verb, rt, ns, name = "discovery", None, None, None
         fsel_s, lsel_s = first(query.get("fieldSelector")), first(query.get("labelSelector"))
-        code = 500
+        code, out, headers = 500, None, None
         try:
             user, groups = api._identify(self.headers.get("Authorization"))
             route = self._route(parts)
@@ -576,51 +615,53 @@ class _Handler(BaseHTTPRequestHandler):
                 doc = api._discovery(parts) if method == "GET" else None
                 if doc is None:
                     raise ApiError(404, "NotFound", "the server could not find the requested resource")
-                code = 200
-                self._send(200, doc)
-                return
-            rt, ns, name = route.rt, route.namespace, route.name
-            if route.subresource:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            if name is None:
-                verb = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}.get(method, "")
-                if verb == "list" and first(query.get("watch")) in ("true", "1"):
-                    verb = "watch"
+                code, out = 200, doc
             else:
-                verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
-            if not verb or (verb == "create" and not rt.namespaced and ns is not None):
-                raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
-                               f"requested resource ({method})")
-            if verb == "create" and rt.namespaced and ns is None:
-                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
-                               "requested resource")
-            fault = api._take_fault(verb, rt, ns, name)
-            if fault is not None:
-                if fault.latency > 0:
-                    time.sleep(fault.latency)
-                if fault.code is not None:
-                    raise injected_error(fault.code, rt, name, fault.retry_after)
-            self._authorize(user, groups, verb, route, fsel_s, t0)
-            if verb == "watch":
-                code = self._watch(route, query, user, t0, lsel_s, fsel_s)
-                return
-            code, out = self._resource(method, verb, route, query, body, user, groups, t0, fsel_s)
-            self._send(code, out)
+                rt, ns, name = route.rt, route.namespace, route.name
+                verb = self._verb(method, route, query)
+                fault = api._take_fault(verb, rt, ns, name)
+                if fault is not None:
+                    if fault.latency > 0:
+                        time.sleep(fault.latency)
+                    if fault.code is not None:
+                        raise injected_error(fault.code, rt, name, fault.retry_after)
+                self._authorize(user, groups, verb, route, fsel_s, t0)
+                if verb == "watch":
+                    self._watch(route, query, user, t0, lsel_s, fsel_s)
+                    return
+                code, out = self._resource(method, verb, route, query, body, user, groups, t0, fsel_s)
+                if verb in ("get", "list") and "as=Table" in (self.headers.get("Accept") or ""):
+                    out = as_table(rt, out)
         except ApiError as e:
-            code = e.code
-            self._send(e.code, e.status(), e.headers)
+            code, out, headers = e.code, e.status(), e.headers
         except (BrokenPipeError, ConnectionResetError):
-            code = 499
             self.close_connection = True
+            return
         except Exception as e:  # a bug in the fake: answer 500 instead of hanging the client
             log.exception("fake API server: %s %s failed", method, split.path)
-            code = 500
-            self._send(500, status_body(500, "InternalError", f"fake API server error: {type(e).__name__}"))
-        finally:
-            if verb != "watch" or code != 200:
-                api.requests.append(RequestRecord(
-                    t0, verb, rt.plural if rt else "", ns, name, code, user, fsel_s, lsel_s,
-                    time.monotonic() - t0, rt.group if rt else ""))
+            code, out = 500, status_body(500, "InternalError", f"fake API server error: {type(e).__name__}")
+        # log before answering, so a client that got its answer always finds its request in the log
+        api.requests.append(RequestRecord(t0, verb, rt.plural if rt else "", ns, name, code, user, fsel_s,
+                                          lsel_s, time.monotonic() - t0, rt.group if rt else ""))
+        try:
+            self._send(code, out, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    @staticmethod
+    def _verb(method: str, route: _Route, query: dict[str, builtins.list[str]]) -> str:
+        if route.subresource:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if route.name is None:
+            verb = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}.get(method, "")
+            if verb == "list" and first(query.get("watch")) in ("true", "1"):
+                verb = "watch"
+        else:
+            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
+        if not verb or (verb == "create" and route.rt.namespaced and route.namespace is None):
+            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the "
+                           f"requested resource ({method})")
+        return verb
 
     def _authorize(self, user: str, groups: tuple[str, ...], verb: str, route: _Route, fsel_s: str | None,
                    t0: float, override_verb: str | None = None) -> None:
@@ -755,7 +796,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "items": [{k: v for k, v in o.items() if k not in strip} for o in items]}
 
     def _watch(self, route: _Route, query: dict[str, builtins.list[str]], user: str, t0: float,
-               lsel_s: str | None, fsel_s: str | None) -> int:
+               lsel_s: str | None, fsel_s: str | None) -> None:
         api = self.server.api
         store = api._store
         rt = route.rt
@@ -764,13 +805,13 @@ class _Handler(BaseHTTPRequestHandler):
                              first(query.get("allowWatchBookmarks")) in ("true", "1"), user)
         timeout_s = first(query.get("timeoutSeconds"))
         timeout = float(timeout_s) if timeout_s else api.default_watch_timeout
+        api.requests.append(RequestRecord(t0, "watch", rt.plural, route.namespace, None, 200, user, fsel_s,
+                                          lsel_s, time.monotonic() - t0, rt.group))
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        api.requests.append(RequestRecord(t0, "watch", rt.plural, route.namespace, None, 200, user, fsel_s,
-                                          lsel_s, time.monotonic() - t0, rt.group))
         try:
             abrupt = self._stream(w, time.monotonic() + timeout, api.bookmark_interval)
         except (BrokenPipeError, ConnectionResetError, OSError):
@@ -783,7 +824,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        return 200
 
     def _stream(self, w: Watcher, deadline: float, interval: float) -> bool:
         """Write events until the deadline or a CLOSE/CUT; True when the end must be abrupt."""

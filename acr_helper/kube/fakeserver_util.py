@@ -549,6 +549,9 @@ def normalize_secret(rt: ResourceType, obj: JsonDict) -> None:
 
 
 def load_body(raw: bytes, content_type: str, yaml_ok: bool = False) -> Any:
+    if raw and ("protobuf" in content_type or "cbor" in content_type):
+        raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
+                       f"accepted media types include: application/json, application/yaml ({content_type})")
     try:
         return json.loads(raw) if raw else None
     except ValueError:

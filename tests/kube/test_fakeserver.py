@@ -129,9 +129,7 @@ def test_crud_namespaces(core: client.CoreV1Api, api: FakeKubeAPI) -> None:
 
 
 def test_crud_secrets_with_string_data_merged_into_base64_data(core: client.CoreV1Api) -> None:
-    s = core.create_namespaced_secret(
-        "a", {"metadata": {"name": "s"}, "data": {"x": "eA=="}, "stringData": {"y": "why"}}
-    )
+    s = core.create_namespaced_secret("a", {"metadata": {"name": "s"}, "data": {"x": "eA=="}, "stringData": {"y": "why"}})
     assert s.data == {"x": "eA==", "y": base64.b64encode(b"why").decode()}
     assert s.type == "Opaque" and s.string_data is None
     assert s.metadata.generation == 1
@@ -288,10 +286,7 @@ def test_label_and_field_selectors(api: FakeKubeAPI, core: client.CoreV1Api) -> 
     api.create(secret("b", "three", {}))
 
     def names(**kw: Any) -> list[str]:
-        return [
-            f"{s.metadata.namespace}/{s.metadata.name}"
-            for s in core.list_secret_for_all_namespaces(**kw).items
-        ]
+        return [f"{s.metadata.namespace}/{s.metadata.name}" for s in core.list_secret_for_all_namespaces(**kw).items]
 
     assert names(label_selector="app=x") == ["a/one"]
     assert names(label_selector="app==y") == ["a/two"]
@@ -304,9 +299,7 @@ def test_label_and_field_selectors(api: FakeKubeAPI, core: client.CoreV1Api) -> 
     assert names(field_selector="metadata.name=one") == ["a/one", "b/one"]
     assert names(field_selector="metadata.name==one,metadata.namespace=b") == ["b/one"]
     assert names(field_selector="metadata.namespace!=a") == ["b/one", "b/three"]
-    assert [
-        s.metadata.name for s in core.list_namespaced_secret("b", field_selector="metadata.name=one").items
-    ] == ["one"]
+    assert [s.metadata.name for s in core.list_namespaced_secret("b", field_selector="metadata.name=one").items] == ["one"]
     assert names(field_selector="type=Opaque") == ["a/one", "a/two", "b/one", "b/three"]
     with pytest.raises(ApiException) as e:
         core.list_secret_for_all_namespaces(field_selector="spec.foo=bar")
@@ -316,9 +309,7 @@ def test_label_and_field_selectors(api: FakeKubeAPI, core: client.CoreV1Api) -> 
     assert e.value.status == 400
 
 
-def test_list_metadata_and_items_shape(
-    api: FakeKubeAPI, core: client.CoreV1Api, ac: client.ApiClient
-) -> None:
+def test_list_metadata_and_items_shape(api: FakeKubeAPI, core: client.CoreV1Api, ac: client.ApiClient) -> None:
     api.create(secret("a", "one"))
     raw = json.loads(core.list_secret_for_all_namespaces(_preload_content=False).data)
     assert raw["kind"] == "SecretList" and raw["apiVersion"] == "v1"
@@ -367,9 +358,7 @@ def test_watch_from_list_rv_sees_added_modified_deleted(api: FakeKubeAPI, core: 
     t = threading.Thread(target=writer)
     t.start()
     events = []
-    for ev in watch.Watch().stream(
-        core.list_secret_for_all_namespaces, resource_version=rv, timeout_seconds=5
-    ):
+    for ev in watch.Watch().stream(core.list_secret_for_all_namespaces, resource_version=rv, timeout_seconds=5):
         events.append((ev["type"], ev["object"].metadata.name, ev["object"].metadata.resource_version))
         if ev["type"] == "DELETED":
             break
@@ -385,9 +374,7 @@ def test_watch_replays_history_after_the_given_rv(api: FakeKubeAPI) -> None:
     api.create(sa("a", "x"))
     api.create(sa("b", "y"))
     api.create(sa("a", "z"))
-    stream = raw_watch(
-        api, f"/api/v1/namespaces/a/serviceaccounts?watch=true&resourceVersion={rv}&timeoutSeconds=1"
-    )
+    stream = raw_watch(api, f"/api/v1/namespaces/a/serviceaccounts?watch=true&resourceVersion={rv}&timeoutSeconds=1")
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in stream] == [("ADDED", "x"), ("ADDED", "z")]
 
 
@@ -409,8 +396,7 @@ def test_field_selected_watch_only_sees_that_name(api: FakeKubeAPI) -> None:
     api.create(secret("b", "acr-credential-helper"))
     stream = raw_watch(
         api,
-        "/api/v1/secrets?watch=true&fieldSelector=metadata.name%3Dacr-credential-helper"
-        f"&resourceVersion={rv}&timeoutSeconds=1",
+        f"/api/v1/secrets?watch=true&fieldSelector=metadata.name%3Dacr-credential-helper&resourceVersion={rv}&timeoutSeconds=1",
     )
     assert [e["object"]["metadata"]["namespace"] for e in stream] == ["a", "b"]
 
@@ -420,9 +406,7 @@ def test_an_object_leaving_the_label_selector_is_deleted_for_the_watcher(api: Fa
     api.create(secret("a", "s", {"managed": "yes"}))
     api.patch("secrets", "a", "s", {"metadata": {"labels": {"managed": None}}})
     api.patch("secrets", "a", "s", {"metadata": {"labels": {"managed": "yes"}}})
-    stream = raw_watch(
-        api, f"/api/v1/secrets?watch=true&labelSelector=managed%3Dyes&resourceVersion={rv}&timeoutSeconds=1"
-    )
+    stream = raw_watch(api, f"/api/v1/secrets?watch=true&labelSelector=managed%3Dyes&resourceVersion={rv}&timeoutSeconds=1")
     events = [
         (
             e["type"],
@@ -440,9 +424,7 @@ def test_bookmarks_periodic_and_on_demand(api: FakeKubeAPI) -> None:
     rv = api.resource_version
     got: list[dict[str, Any]] = []
     start = time.monotonic()
-    for ev in raw_watch(
-        api, f"/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=2"
-    ):
+    for ev in raw_watch(api, f"/api/v1/namespaces?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=2"):
         got.append(ev)
         if len(got) == 1:
             api.create(ns_obj("c"))
@@ -457,9 +439,7 @@ def test_bookmarks_periodic_and_on_demand(api: FakeKubeAPI) -> None:
 
 
 def test_no_bookmarks_unless_allowed(api: FakeKubeAPI) -> None:
-    stream = raw_watch(
-        api, f"/api/v1/namespaces?watch=true&resourceVersion={api.resource_version}&timeoutSeconds=1"
-    )
+    stream = raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={api.resource_version}&timeoutSeconds=1")
     assert list(stream) == []
 
 
@@ -477,9 +457,7 @@ def test_official_watch_handles_bookmarks(api: FakeKubeAPI, core: client.CoreV1A
     assert types and set(types) == {"BOOKMARK"}
 
 
-def test_too_old_rv_gets_an_in_stream_410_then_the_stream_ends(
-    api: FakeKubeAPI, core: client.CoreV1Api
-) -> None:
+def test_too_old_rv_gets_an_in_stream_410_then_the_stream_ends(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
     old = api.resource_version
     api.create(ns_obj("c"))
     api.expire_history()
@@ -492,14 +470,7 @@ def test_too_old_rv_gets_an_in_stream_410_then_the_stream_ends(
         list(watch.Watch().stream(core.list_namespace, resource_version=old, timeout_seconds=5))
     assert e.value.status == 410
     # the current RV is still fine after compaction
-    assert (
-        list(
-            raw_watch(
-                api, f"/api/v1/namespaces?watch=true&resourceVersion={api.resource_version}&timeoutSeconds=1"
-            )
-        )
-        == []
-    )
+    assert list(raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={api.resource_version}&timeoutSeconds=1")) == []
 
 
 def test_bounded_history_expires_old_rvs() -> None:
@@ -514,9 +485,7 @@ def test_bounded_history_expires_old_rvs() -> None:
         [err] = list(raw_watch(api, f"/api/v1/serviceaccounts?watch=true&resourceVersion={rv}"))
         assert err["object"]["code"] == 410
         # history is per resource, like the watch cache: namespaces are unaffected
-        assert (
-            list(raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=1")) == []
-        )
+        assert list(raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=1")) == []
 
 
 def test_forced_410_mid_stream_events(api: FakeKubeAPI) -> None:
@@ -539,14 +508,7 @@ def test_forced_410_mid_stream_events(api: FakeKubeAPI) -> None:
 
 def test_timeout_seconds_ends_the_stream(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
     start = time.monotonic()
-    assert (
-        list(
-            watch.Watch().stream(
-                core.list_namespace, resource_version=api.resource_version, timeout_seconds=1
-            )
-        )
-        == []
-    )
+    assert list(watch.Watch().stream(core.list_namespace, resource_version=api.resource_version, timeout_seconds=1)) == []
     assert 0.9 <= time.monotonic() - start < 3
     assert api.open_watches() == 0
 
@@ -584,9 +546,7 @@ def test_stopping_the_server_ends_watches() -> None:
 
 
 def test_watch_with_a_future_rv_is_an_error_event(api: FakeKubeAPI) -> None:
-    [err] = list(
-        raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={int(api.resource_version) + 5}")
-    )
+    [err] = list(raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={int(api.resource_version) + 5}"))
     assert err["type"] == "ERROR" and err["object"]["code"] == 504
 
 
@@ -622,9 +582,7 @@ def test_json_patch_add_remove_replace_test(core: client.CoreV1Api) -> None:
     )
     assert [r.name for r in out.image_pull_secrets] == ["ours"] and out.metadata.labels == {"a/b": "2"}
     with pytest.raises(ApiException) as e:
-        core.patch_namespaced_service_account(
-            "s", "a", [{"op": "test", "path": "/metadata/name", "value": "x"}]
-        )
+        core.patch_namespaced_service_account("s", "a", [{"op": "test", "path": "/metadata/name", "value": "x"}])
     assert e.value.status == 422
 
 
@@ -675,9 +633,7 @@ def test_server_side_apply_creates_then_merges(core: client.CoreV1Api, api: Fake
     assert api.requests[-1].code == 201
     core.patch_namespaced_secret("s", "a", {"metadata": {"labels": {"other": "x"}}})
     body["data"] = {"k": "dzI="}
-    out = core.patch_namespaced_secret(
-        "s", "a", body, field_manager="acr-helper", _content_type="application/apply-patch+yaml"
-    )
+    out = core.patch_namespaced_secret("s", "a", body, field_manager="acr-helper", _content_type="application/apply-patch+yaml")
     assert out.data == {"k": "dzI="} and out.metadata.labels == {"owner": "acr-helper", "other": "x"}
     with pytest.raises(ApiException) as e:
         core.patch_namespaced_secret("s", "a", body, _content_type="application/apply-patch+yaml")
@@ -705,9 +661,7 @@ def test_delete_preconditions(core: client.CoreV1Api) -> None:
         core.delete_namespaced_secret(
             "s",
             "a",
-            body=client.V1DeleteOptions(
-                preconditions=client.V1Preconditions(resource_version=s.metadata.resource_version)
-            ),
+            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version=s.metadata.resource_version)),
         )
     assert e.value.status == 409 and "precondition" in status_of(e.value)["message"]
     cur = core.read_namespaced_secret("s", "a")
@@ -715,9 +669,7 @@ def test_delete_preconditions(core: client.CoreV1Api) -> None:
         "s",
         "a",
         body=client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(
-                resource_version=cur.metadata.resource_version, uid=cur.metadata.uid
-            )
+            preconditions=client.V1Preconditions(resource_version=cur.metadata.resource_version, uid=cur.metadata.uid)
         ),
     )
     assert core.list_namespaced_secret("a").items == []
@@ -731,17 +683,13 @@ def test_delete_collection_with_selector(api: FakeKubeAPI, core: client.CoreV1Ap
     assert api.count(verb="deletecollection") == 1
 
 
-def test_deleting_a_namespace_deletes_its_contents_with_events(
-    api: FakeKubeAPI, core: client.CoreV1Api
-) -> None:
+def test_deleting_a_namespace_deletes_its_contents_with_events(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
     api.create(secret("a", "s"))
     api.create(sa("a", "default"))
     api.create(sa("b", "default"))
     rv = api.resource_version
     core.delete_namespace("a")
-    assert api.list("secrets", "a") == [] and api.list("serviceaccounts") == [
-        api.get("serviceaccounts", "b", "default")
-    ]
+    assert api.list("secrets", "a") == [] and api.list("serviceaccounts") == [api.get("serviceaccounts", "b", "default")]
     events = list(raw_watch(api, f"/api/v1/serviceaccounts?watch=true&resourceVersion={rv}&timeoutSeconds=1"))
     assert [(e["type"], e["object"]["metadata"]["namespace"]) for e in events] == [("DELETED", "a")]
     ns_events = list(raw_watch(api, f"/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=1"))
@@ -754,9 +702,7 @@ def test_terminating_namespaces_mode() -> None:
         api.create(sa("t", "default"))
         core = client.CoreV1Api(client.ApiClient(client.Configuration(host=api.url)))
         deleted = core.delete_namespace("t")
-        deleted = (
-            deleted if isinstance(deleted, dict) else client.ApiClient().sanitize_for_serialization(deleted)
-        )
+        deleted = deleted if isinstance(deleted, dict) else client.ApiClient().sanitize_for_serialization(deleted)
         assert deleted["status"]["phase"] == "Terminating" and deleted["metadata"]["deletionTimestamp"]
         with pytest.raises(ApiException) as e:
             core.create_namespaced_secret("t", {"metadata": {"name": "s"}})
@@ -769,9 +715,7 @@ def test_terminating_namespaces_mode() -> None:
 
 
 def test_auto_create_namespaces_and_default_service_accounts() -> None:
-    with FakeKubeAPI(
-        auto_create_namespaces=True, default_service_accounts=True, system_namespaces=True
-    ) as api:
+    with FakeKubeAPI(auto_create_namespaces=True, default_service_accounts=True, system_namespaces=True) as api:
         assert {n["metadata"]["name"] for n in api.list("namespaces")} >= {"default", "kube-system"}
         api.create(secret("fresh", "s"))
         assert api.get("namespaces", None, "fresh") is not None
@@ -795,9 +739,7 @@ def test_injected_fault_with_retry_after(api: FakeKubeAPI, core: client.CoreV1Ap
     assert api.count(verb="create", resource="secrets", code=201) == 1
 
 
-def test_a_429_with_retry_after_is_retried_by_the_official_client_on_reads(
-    api: FakeKubeAPI, core: client.CoreV1Api
-) -> None:
+def test_a_429_with_retry_after_is_retried_by_the_official_client_on_reads(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
     api.inject(verb="list", resource="secrets", code=429, times=1, retry_after=1)
     assert core.list_secret_for_all_namespaces().items == []  # urllib3 honours Retry-After on GET
     assert api.count(verb="list", resource="secrets", code=429) == 1
@@ -887,3 +829,49 @@ def test_admin_kubeconfig_without_token(tmp_path: Path, api: FakeKubeAPI) -> Non
     c = config.new_client_from_config(config_file=path)
     assert {n.metadata.name for n in client.CoreV1Api(c).list_namespace().items} == {"a", "b"}
     assert api.requests[-1].user == "admin"
+
+
+def test_table_output_for_kubectl_get(api: FakeKubeAPI) -> None:
+    api.create(secret("a", "s", k="v"))
+    resp = urllib3.PoolManager().request(
+        "GET",
+        api.url + "/api/v1/secrets",
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"},
+    )
+    table = json.loads(resp.data)
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Type", "Data", "Age"]
+    [row] = table["rows"]
+    assert row["cells"][:3] == ["s", "Opaque", 1]
+    assert row["object"]["metadata"]["namespace"] == "a"
+
+
+def test_protobuf_bodies_are_415(api: FakeKubeAPI) -> None:
+    resp = urllib3.PoolManager().request(
+        "POST",
+        api.url + "/api/v1/namespaces",
+        body=b"k8s\x00",
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    )
+    assert resp.status == 415
+
+
+def test_command_line_runs_the_server_and_writes_a_kubeconfig(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    kc = tmp_path / "kc"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acr_helper.kube.fakeserver", "--port", "0", "--kubeconfig", str(kc)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "fake Kubernetes API server at http://127.0.0.1:" in proc.stdout.readline()
+        proc.stdout.readline()
+        c = config.new_client_from_config(config_file=str(kc))
+        assert client.CoreV1Api(c).list_namespace().items == []
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
