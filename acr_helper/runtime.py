@@ -408,7 +408,7 @@ class Controller:
         self._last_plan_sig = sig
         applied = failed = 0
         if the_plan.actions:
-            results = self.applier.apply(the_plan, should_continue=self._should_continue)
+            results = self.applier.apply(the_plan, should_continue=self._should_continue, view=view)
             for r in results:
                 a = r.action
                 result = "skipped" if r.skipped else ("success" if r.ok else "error")

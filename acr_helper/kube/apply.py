@@ -121,6 +121,7 @@ class Applier:
         self._settings = settings
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._view: ClusterView | None = None  # the snapshot of the plan being applied
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Applier:
         of GET + PUT; any conflict falls back to read-modify-update on fresh state."""
         results: list[ApplyResult] = []
         stopped = False
+        self._view = view
         for action in plan.actions:
             if not stopped and not should_continue():
                 stopped = True
@@ -253,7 +255,8 @@ class Applier:
 
     def _update_secret(self, action: Action) -> tuple[int, str]:
         desired = self._desired(action)
-        if action.resource_version:
+        seen = self._view.secrets.get(action.namespace) if self._view is not None else None
+        if action.resource_version and (seen is None or seen.type == desired.type):
             # one request: a JSON merge patch of our fields only (others' labels, annotations and
             # data keys survive) with the plan's resourceVersion as precondition (409 on change)
             payload = base64.b64encode(desired.dockerconfigjson.reveal().encode("utf-8")).decode("ascii")
@@ -299,6 +302,21 @@ class Applier:
                 )
             if _content_matches(live, desired):
                 return 200, "already up to date"
+            if live.get("type") != desired.type:
+                # a Secret's type is immutable: replace our own Secret (delete under uid and
+                # resourceVersion preconditions, then create), never someone else's
+                meta = live.get("metadata") or {}
+                try:
+                    self._req("DELETE", path, {
+                        "apiVersion": "v1", "kind": "DeleteOptions",
+                        "preconditions": {"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+                    })
+                except ApiException as exc:
+                    if exc.status not in (409, 404):
+                        raise
+                    self._backoff(attempt)
+                    continue
+                continue  # the next round creates it with the right type
             try:
                 self._req("PUT", path, self._secret_body(desired, live))
                 return 200, "updated" if not created_race else "updated (it already existed)"
