@@ -814,10 +814,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             abrupt = self._stream(w, time.monotonic() + timeout, api.bookmark_interval)
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:
             abrupt = True
         finally:
-            store.close_watch(w)
+            store.close_watch(w)  # before the last chunk: a client seeing the end finds no open watch
+        if not abrupt:
+            try:
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                abrupt = True
         if abrupt:
             self.close_connection = True
             try:
@@ -845,7 +850,6 @@ class _Handler(BaseHTTPRequestHandler):
                 break
             data = json.dumps(item, separators=(",", ":")).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.write(b"0\r\n\r\n")
         return False
 
 
