@@ -104,12 +104,42 @@ def cloud() -> Iterator[AliyunEmulator]:
     emu.stop()
 
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+#: the identity the shipped manifests bind their RBAC to
+SA_USER = "system:serviceaccount:kube-system:acr-helper"
+SA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated")
+
+
+def shipped_rbac() -> list[dict[str, Any]]:
+    """The Roles, ClusterRoles and bindings of manifests/rbac.yaml, exactly as shipped."""
+    return [d for d in yaml.safe_load_all((ROOT / "manifests" / "rbac.yaml").read_text()) if isinstance(d, dict)]
+
+
+def bind_user(api: FakeKubeAPI, user: str) -> None:
+    """Bind another test identity to the shipped roles (same rules, another subject), so two
+    replicas can be told apart in the request log."""
+    extra = []
+    for doc in shipped_rbac():
+        if doc.get("kind") in ("RoleBinding", "ClusterRoleBinding"):
+            doc = json.loads(json.dumps(doc))
+            doc["metadata"]["name"] += f"-{user}"
+            doc["subjects"] = [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}]
+            extra.append(doc)
+    api.enable_rbac(extra)
+
+
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The fake API server, enforcing the RBAC shipped in manifests/: any request the controller
+    makes that those rules deny fails the test (issue 5: the shipped RBAC is enough)."""
     api = FakeKubeAPI(bookmark_interval=2.0).start()
     api.create(ns("kube-system", None))
+    api.enable_rbac(shipped_rbac())
     yield Cluster(api)
+    denied = [(r.verb, r.resource, r.namespace, r.name, r.user, r.field_selector) for r in api.denied]
     api.stop()
+    if request.node.get_closest_marker("rbac_denials_expected") is None:
+        assert not denied, f"requests denied by the shipped RBAC: {denied}"
 
 
 class Controller:
@@ -164,11 +194,11 @@ def run_controller(cluster: Cluster, cloud: AliyunEmulator, tmp_path: pathlib.Pa
         idx = len(started)
         kubeconfig = tmp_path / f"kubeconfig-{idx}"
         if user:
-            token = f"token-{user}"
-            cluster.api.add_token(token, user, groups=("system:masters",))
-            cluster.api.write_kubeconfig(str(kubeconfig), user=user, token=token)
+            bind_user(cluster.api, user)
+            cluster.api.write_kubeconfig(str(kubeconfig), user=user, token=f"token-{user}")
         else:
-            cluster.api.write_kubeconfig(str(kubeconfig))
+            cluster.api.write_kubeconfig(str(kubeconfig), user=SA_USER, token=f"token-acr-helper-{idx}",
+                                         groups=SA_GROUPS)
         port = free_port()
         log_path = tmp_path / f"controller-{idx}.log"
         child_env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")
