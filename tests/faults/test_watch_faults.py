@@ -117,16 +117,21 @@ def test_relist_after_compaction_sees_deletions_made_while_disconnected(
             assert cloud.is_valid_registry_login(entry["username"], entry["password"])
 
 
+def sa_conflicts(cluster: Cluster) -> int:
+    return sum(cluster.api.count(verb=v, resource="serviceaccounts", code=409) for v in ("patch", "update"))
+
+
 def test_409_storm_from_a_concurrent_writer_keeps_both_entries(
     cluster: Cluster, cloud: Any, faults_run: Callable[..., Controller]
 ) -> None:
     """Another controller keeps rewriting the ServiceAccount (read-modify-write, adding its own
-    pull secret and bumping an annotation), so our resourceVersion-preconditioned PUTs keep
-    hitting 409. Both entries must survive."""
+    pull secret and bumping an annotation), so our resourceVersion-preconditioned writes (the
+    optimistic merge patch, then GET+PUT) keep hitting 409. Both entries must survive."""
     cluster.set_config(EE_ONLY)
     cluster.add_namespace("team-a")
     stop = threading.Event()
     writes = [0]
+    storm_until = [time.monotonic() + 60.0]
 
     def other_writer() -> None:
         while not stop.is_set():
@@ -142,15 +147,18 @@ def test_409_storm_from_a_concurrent_writer_keeps_both_entries(
                 writes[0] += 1
             except Exception:
                 pass
-            time.sleep(0.002)
+            # a storm (a write every ~0.3 ms) for 3 s after the controller starts, then calmer
+            time.sleep(0.0003 if time.monotonic() < storm_until[0] else 0.02)
 
     writer = threading.Thread(target=other_writer, daemon=True)
     writer.start()
     try:
-        ctl = faults_run("--resync-period", "1s")
-        wait_for(lambda: cluster.api.count(verb="update", resource="serviceaccounts", code=409) >= 3,
-                 timeout=20, what="our updates hit 409s")
+        ctl = faults_run("--resync-period", "1s", wait_ready=False)
+        storm_until[0] = time.monotonic() + 3.0
         wait_for(lambda: SECRET in (cluster.pulls("team-a") or []), timeout=30, what="our entry added")
+        conflicts = sa_conflicts(cluster)
+        print(f"409 storm: {conflicts} conflicts, {writes[0]} writes by the other writer")
+        assert conflicts >= 1, "the storm made our writes conflict"
         time.sleep(0.5)  # the other writer keeps going: it must not lose our entry, nor we theirs
     finally:
         stop.set()
@@ -171,7 +179,8 @@ def test_injected_409s_on_service_account_update(
     cluster.api.create({"apiVersion": "v1", "kind": "ServiceAccount",
                         "metadata": {"name": "default", "namespace": "team-a"},
                         "imagePullSecrets": [{"name": "corp-registry"}]})
-    fault = cluster.api.inject(verb="update", resource="serviceaccounts", code=409, times=7)
+    patches = cluster.api.inject(verb="patch", resource="serviceaccounts", code=409, times=2)
+    updates = cluster.api.inject(verb="update", resource="serviceaccounts", code=409, times=7)
     faults_run("--resync-period", "1s")
     wait_for(lambda: cluster.pulls("team-a") == ["corp-registry", SECRET], timeout=30, what="entry after 409s")
-    assert fault.hits == 7
+    assert patches.hits == 2 and updates.hits == 7
