@@ -205,7 +205,9 @@ def run_inproc(cluster: Cluster, cloud: AliyunEmulator,
     def start(*, read_timeout: float = 1.0, backoff_initial: float = 0.3, backoff_max: float = 2.0,
               resync: float = 600.0, wait_ready: bool = True) -> InProc:
         kubeconfig = tmp_path / f"kubeconfig-inproc-{len(started)}"
-        cluster.api.write_kubeconfig(str(kubeconfig))
+        # the identity the shipped RBAC binds (enforced by the e2e `cluster` fixture)
+        cluster.api.write_kubeconfig(str(kubeconfig), user=e2e.SA_USER, token=f"token-inproc-{len(started)}",
+                                     groups=e2e.SA_GROUPS)
         settings = Settings(
             kube=KubeSettings(kubeconfig=str(kubeconfig), qps=500, burst=1000),
             tokens=TokenSettings(region=REGION, cr_endpoint=cloud.url, sts_endpoint=cloud.url,
