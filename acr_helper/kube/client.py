@@ -322,8 +322,11 @@ def request_json(
     timeout: tuple[float, float] | float | None = None,
     retries_429: int = 2,
 ) -> Any:
-    """Send one request and return its decoded JSON body; non-2xx raise ApiException (429 with a
-    Retry-After is retried up to `retries_429` times, waiting at most 5 s each)."""
+    """Send one request and return its decoded JSON body; non-2xx raise ApiException.
+
+    Like client-go, a 429, or a 5xx that carries Retry-After, is retried up to `retries_429`
+    times, no sooner than the server asked (a request asking for more than MAX_INLINE_RETRY_AFTER
+    seconds is not waited for inline: it raises, and the next pass retries)."""
     attempt = 0
     while True:
         m, url, headers, payload, post = _serialize(api, method, path, query, body, content_type)
@@ -333,11 +336,18 @@ def request_json(
             if not data:
                 return {}
             return json.loads(data)
-        if resp.status == 429 and attempt < retries_429:
-            attempt += 1
-            time.sleep(min(5.0, _retry_after(resp.getheader("Retry-After"))))  # type: ignore[no-untyped-call]
-            continue
+        retry_after = resp.getheader("Retry-After")  # type: ignore[no-untyped-call]
+        retryable = resp.status == 429 or (resp.status >= 500 and retry_after is not None)
+        if retryable and attempt < retries_429:
+            wait = _retry_after(retry_after)
+            if wait <= MAX_INLINE_RETRY_AFTER:
+                attempt += 1
+                time.sleep(wait)
+                continue
         raise ApiException(http_resp=resp)
+
+
+MAX_INLINE_RETRY_AFTER = 10.0
 
 
 def _retry_after(value: str | None) -> float:
