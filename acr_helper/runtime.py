@@ -166,7 +166,7 @@ class Controller:
         self.applier = Applier(self.clients, s.kube)
         self.recorder = EventRecorder(self.clients, namespace_fallback=s.kube.config_namespace)
         self.tokens = TokenService(s.tokens, secret_reader=self._read_secret, environ=self.environ)
-        self.token_cache = TokenCache(self.tokens, s.tokens)
+        self.token_cache = TokenCache(self.tokens, s.tokens, clock=self._now)
         self.cache.start()
         if s.runtime.leader_elect and not s.runtime.once:
             identity = s.runtime.identity or f"{socket.gethostname()}_{os.getpid()}"

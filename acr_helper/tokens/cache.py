@@ -7,7 +7,7 @@ An old token keeps serving while it is valid; it is never replaced by an empty o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -30,7 +30,16 @@ class RefreshReport:
 
 
 class TokenCache:
-    def __init__(self, service: TokenService, settings: TokenSettings) -> None:
+    def __init__(
+        self,
+        service: TokenService,
+        settings: TokenSettings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        #: when a failure happened: backoff counts from it, not from the start of the pass (a slow
+        #: failing call must not eat into the wait the server asked for). None: the pass's `now`.
+        self._clock = clock
         self.service = service
         self.settings = settings
         self._statuses: dict[str, TokenStatus] = {}
@@ -104,7 +113,7 @@ class TokenCache:
                     last_error=str(err),
                     last_error_retryable=err.retryable,
                     last_attempt_at=now,
-                    retry_at=now + delay,
+                    retry_at=max(now, self._clock() if self._clock is not None else now) + delay,
                 )
                 self._fingerprints[key] = fingerprint
                 continue
