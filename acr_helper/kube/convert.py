@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,13 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 def _str_map(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         return {}
-    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+    return {_i(k): "" if v is None else _i(v) for k, v in value.items()}
+
+
+def _i(value: Any) -> str:
+    """The string, interned: names, namespaces, label keys and values repeat across tens of
+    thousands of cached objects (one copy each instead of one per object)."""
+    return sys.intern(str(value))
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -96,7 +103,7 @@ def namespace_info(obj: Any) -> NamespaceInfo:
     status = o.get("status") if isinstance(o.get("status"), Mapping) else {}
     terminating = bool(meta.get("deletionTimestamp")) or (status or {}).get("phase") == "Terminating"
     return NamespaceInfo(
-        name=str(meta.get("name") or ""),
+        name=_i(meta.get("name") or ""),
         labels=frozen_map(_str_map(meta.get("labels"))),
         terminating=terminating,
     )
@@ -107,7 +114,7 @@ def pull_secret_names(entries: Any) -> tuple[str, ...]:
     out: list[str] = []
     for entry in entries or ():
         if isinstance(entry, Mapping) and entry.get("name"):
-            out.append(str(entry["name"]))
+            out.append(_i(entry["name"]))
     return tuple(out)
 
 
@@ -115,8 +122,8 @@ def service_account_info(obj: Any) -> ServiceAccountInfo:
     o = as_dict(obj)
     meta = _meta(o)
     return ServiceAccountInfo(
-        namespace=str(meta.get("namespace") or ""),
-        name=str(meta.get("name") or ""),
+        namespace=_i(meta.get("namespace") or ""),
+        name=_i(meta.get("name") or ""),
         image_pull_secrets=pull_secret_names(o.get("imagePullSecrets")),
         resource_version=str(meta.get("resourceVersion") or ""),
     )
@@ -141,11 +148,11 @@ def secret_info(obj: Any) -> SecretInfo:
         s = o["stringData"].get(DOCKERCONFIGJSON_KEY)
         raw = s.encode() if isinstance(s, str) else None
     return SecretInfo(
-        namespace=str(meta.get("namespace") or ""),
-        name=str(meta.get("name") or ""),
+        namespace=_i(meta.get("namespace") or ""),
+        name=_i(meta.get("name") or ""),
         labels=frozen_map(_str_map(meta.get("labels"))),
         annotations=frozen_map(_str_map(meta.get("annotations"))),
-        type=str(o.get("type") or "Opaque"),
+        type=_i(o.get("type") or "Opaque"),
         data_digest=sha256_hex(raw) if raw is not None else "",
         resource_version=str(meta.get("resourceVersion") or ""),
     )
