@@ -37,6 +37,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import socket
 import statistics
 import subprocess
@@ -271,6 +272,8 @@ def run_bare(n: int, sas: int, threads: int, workdir: pathlib.Path) -> dict[str,
 class ControllerProc:
     def __init__(self, api: FakeKubeAPI, emu: AliyunEmulator, workdir: pathlib.Path, args: argparse.Namespace) -> None:
         self.metrics_port = free_port()
+        self.keep_logs: str | None = args.keep_logs
+        self.n = len(api.list("namespaces"))
         kubeconfig = api.write_kubeconfig(str(workdir / "kubeconfig-controller"))
         self.log_path = workdir / "controller.log"
         cmd = [sys.executable, "-m", "acr_helper", "run", "--kubeconfig", kubeconfig, "--region", REGION,
@@ -282,6 +285,12 @@ class ControllerProc:
         self._fh = open(self.log_path, "w")
         self.t_start = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=child_env(), text=True)
+        self.profiler: subprocess.Popen[bytes] | None = None
+        if args.profile:  # py-spy (pip install py-spy) samples every thread of the controller
+            spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy"
+            self.profiler = subprocess.Popen(
+                [spy, "record", "--pid", str(self.proc.pid), "--rate", "250", "--format", "raw",
+                 "--threads", "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def metric(self, name: str, **labels: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families
@@ -313,6 +322,11 @@ class ControllerProc:
                 self.proc.kill()
                 self.proc.wait(5)
         self._fh.close()
+        if self.keep_logs:
+            pathlib.Path(self.keep_logs).mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.log_path, pathlib.Path(self.keep_logs) / f"controller-{self.n}.log")
+        if self.profiler is not None:
+            self.profiler.wait(60)
         return self.proc.returncode
 
 
@@ -583,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds after the first token fetch when the tokens become due (default: estimated)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="the controller's --log-level")
+    p.add_argument("--profile", default=None, metavar="PATH",
+                   help="record the controller with py-spy into PATH (collapsed stacks; needs py-spy on PATH)")
+    p.add_argument("--keep-logs", default=None, metavar="DIR", help="copy the controller's log into DIR")
     p.add_argument("--skip", default="", help=f"parts to skip, comma-separated: {','.join(PARTS)}")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     args = p.parse_args(argv)
