@@ -144,6 +144,7 @@ class Controller:
         self._conflicts_reported: set[tuple[str, str]] = set()
         self._first_pass_done = False
         self._last_warnings: tuple[str, ...] = ()
+        self._failed_passes = 0
         # built in start()
         self.clients: KubeClients | None = None
         self.cache: ClusterCache | None = None
@@ -269,7 +270,11 @@ class Controller:
             if self._repeat >= 2:  # the same non-empty plan again: back off instead of spinning
                 timeout = max(timeout, min(60.0, 0.5 * 2 ** min(self._repeat, 7)))
             elif not outcome.ok:
-                timeout = min(timeout, 30.0)
+                # a failed pass (an apply error, a throttled API) is retried soon, then less often
+                self._failed_passes += 1
+                timeout = min(timeout, min(30.0, 0.5 * 2 ** min(self._failed_passes, 6)))
+            if outcome.ok:
+                self._failed_passes = 0
             deadline = time.monotonic() + timeout
             while not self._stop.is_set():
                 self.health.beat()

@@ -143,8 +143,10 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 
 class Controller:
-    def __init__(self, proc: subprocess.Popen[str], metrics_port: int, log_path: pathlib.Path) -> None:
+    def __init__(self, proc: subprocess.Popen[str], metrics_port: int, log_path: pathlib.Path,
+                 log_file: Any = None) -> None:
         self.proc = proc
+        self.log_file = log_file
         self.metrics_port = metrics_port
         self.log_path = log_path
 
@@ -183,6 +185,8 @@ class Controller:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.log_file is not None and not self.log_file.closed:
+            self.log_file.close()
         return self.proc.returncode
 
 
@@ -211,7 +215,7 @@ def run_controller(cluster: Cluster, cloud: AliyunEmulator, tmp_path: pathlib.Pa
                *extra]
         fh = open(log_path, "w")
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env, text=True)
-        c = Controller(proc, port, log_path)
+        c = Controller(proc, port, log_path, fh)
         started.append(c)
         if wait_ready and "--once" not in extra:
             try:
