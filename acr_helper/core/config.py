@@ -219,6 +219,9 @@ REGISTRY_FIELDS: dict[str, str] = {
 }
 WEBHOOK_FIELDS = ("enable", "failure-policy", "timeout-seconds")
 RRSA_FIELDS = ("enable",)
+#: names that may be quoted in messages as they are (they are ours, not user values)
+_QUOTE_OK = frozenset((*KNOWN_KEYS, *REGISTRY_FIELDS, *WEBHOOK_FIELDS, "access-key-id", "access-key-secret",
+                       "accessKeySecretRef", "customAccessKey", "customAccessKeySecret"))
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -251,15 +254,36 @@ class _Report:
         self.warnings: list[ConfigMessage] = []
 
     def error(self, key: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        message = _mask_quoted(message)
         self.errors.append(ConfigMessage(severity="error", key=key, message=message, line=line, field=field))
 
     def warn(self, key: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        message = _mask_quoted(message)
         self.warnings.append(
             ConfigMessage(severity="warning", key=key, message=message, line=line, field=field)
         )
 
     def messages(self) -> list[ConfigMessage]:
         return self.errors + self.warnings
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
+def _mask_quoted(message: str) -> str:
+    """Every `quoted` user value in a message goes through _safe_shown (names of keys and
+    fields stay readable), so a secret pasted under the wrong key is never echoed."""
+
+    def one(m: re.Match[str]) -> str:
+        text = m.group(1)
+        bare, _, rest = text.partition(":")
+        if text in _QUOTE_OK or (bare.strip() in _QUOTE_OK and (not rest or rest.strip().startswith("..."))):
+            return m.group(0)
+        if _SENSITIVE_WORD.search(text) is None:
+            return m.group(0)
+        return f"`{_safe_shown(text, limit=10_000)}`"
+
+    return _BACKTICKED.sub(one, message)
 
 
 def _nearest(name: str, candidates: tuple[str, ...] | list[str]) -> str | None:
@@ -289,9 +313,19 @@ def _key_label(name: str) -> str:
     return _safe_shown(repr(name))
 
 
+_SENSITIVE_WORD = re.compile(r"secret|password|passwd|token|accesskey|access-key|access_key", re.IGNORECASE)
+
+
 def _safe_shown(value: str, limit: int = 60) -> str:
-    """A value for a message: shortened, and never something that looks like a secret key's."""
+    """A value for a message: shortened, and never something that looks like a secret key's.
+
+    A value that mentions a secret, password, token or AccessKey (say an AccessKey line pasted
+    under the wrong key) is shown only up to that word; the rest is masked.
+    """
     value = value.replace("\n", " ")
+    m = _SENSITIVE_WORD.search(value)
+    if m:
+        value = value[: m.end()] + "…(masked)"
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
@@ -1446,7 +1480,8 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
                 f"`{_safe_shown(version)}` has no effect; only {DEFAULT_API_VERSION} "
                 "is meaningful and is always used",
             )
-        fields["acr_api_version"] = version
+        # kept only when it looks like an API version (it is never used; never keep free text)
+        fields["acr_api_version"] = version if re.fullmatch(r"\d{4}-\d{2}-\d{2}", version) else DEFAULT_API_VERSION
     if "notify-email" in values:
         email = values["notify-email"].strip()
         fields["notify_email"] = email or None

@@ -839,3 +839,12 @@ def test_example_cluster_state_has_what_the_scenario_needs() -> None:
 def test_packaged_examples_match_the_repository_examples(name: str) -> None:
     packaged = ROOT / "acr_helper" / "examples" / name
     assert packaged.read_bytes() == (ROOT / "examples" / name).read_bytes()
+
+
+@pytest.mark.parametrize("key", ["service-account", "watch-namespace", "expiring-threshold", "acr-api-version"])
+def test_a_secret_pasted_under_the_wrong_key_is_not_echoed(key):
+    result = parse_config({key: "customAccessKeySecret: fake-secret-not-real"})
+    text = " ".join(str(m) for m in (*result.errors, *result.warnings))
+    assert result.errors or result.warnings
+    assert "fake-secret-not-real" not in text
+    assert "fake-secret-not-real" not in result.model_dump_json()
