@@ -376,9 +376,12 @@ class Controller:
         try:
             region = self.tokens.default_region()
         except TokenError as exc:
-            log.error("cannot determine the cluster's region: %s", exc)
-            self._event_on_config("Warning", "RegionUnknown", str(exc))
-            return PassOutcome(ok=False, message=str(exc), errors=[str(exc)])
+            if all(r.region_id for r in config.effective_registries()):
+                region = "unknown"  # every entry names its region: the cluster's is not needed
+            else:
+                log.error("cannot determine the cluster's region: %s", exc)
+                self._event_on_config("Warning", "RegionUnknown", str(exc))
+                return PassOutcome(ok=False, message=str(exc), errors=[str(exc)])
         registries = config.registry_keys(region)
         report = self.token_cache.refresh(
             registries, threshold=config.expiring_threshold, rrsa_enabled=config.rrsa.enable, now=now

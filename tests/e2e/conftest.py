@@ -194,7 +194,8 @@ class Controller:
 def run_controller(cluster: Cluster, cloud: AliyunEmulator, tmp_path: pathlib.Path) -> Iterator[Callable[..., Controller]]:
     started: list[Controller] = []
 
-    def start(*extra: str, user: str | None = None, env: dict[str, str] | None = None, wait_ready: bool = True) -> Controller:
+    def start(*extra: str, user: str | None = None, env: dict[str, str] | None = None, wait_ready: bool = True,
+              region: str | None = REGION, metadata: str | None = None) -> Controller:
         idx = len(started)
         kubeconfig = tmp_path / f"kubeconfig-{idx}"
         if user:
@@ -209,8 +210,8 @@ def run_controller(cluster: Cluster, cloud: AliyunEmulator, tmp_path: pathlib.Pa
                      and not k.startswith("ALIBABA_CLOUD_") and not k.startswith("ACR_HELPER_")}
         child_env.update(env or {})
         cmd = [sys.executable, "-m", "acr_helper", "run", "--kubeconfig", str(kubeconfig),
-               "--region", REGION, "--cr-endpoint", cloud.url, "--sts-endpoint", cloud.url,
-               "--ecs-metadata-endpoint", cloud.url, "--metrics-bind-address", f"127.0.0.1:{port}",
+               *(("--region", region) if region else ()), "--cr-endpoint", cloud.url, "--sts-endpoint", cloud.url,
+               "--ecs-metadata-endpoint", metadata or cloud.url, "--metrics-bind-address", f"127.0.0.1:{port}",
                "--kube-qps", "500", "--kube-burst", "1000", "--log-format", "json", "--log-level", "debug",
                *extra]
         fh = open(log_path, "w")

@@ -214,3 +214,20 @@ def test_sigterm_exits_zero_and_logs_are_json_without_secrets(cluster, cloud, ru
     for entry in auths.values():
         assert entry["password"] not in logs
         assert entry["auth"] not in logs
+
+
+def test_region_comes_from_the_metadata_service_when_not_given(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "acr-registry-info": '- instanceId: ""\n'})
+    cluster.add_namespace("team-a")
+    run_controller(region=None)
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    assert f"registry.{cloud.region}.aliyuncs.com" in decode_auths(cluster.secret("team-a"))
+
+
+def test_no_cluster_region_is_needed_when_every_entry_names_one(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "acr-registry-info": f'- instanceId: "{EE}"\n  regionId: "{REGION}"\n'})
+    cluster.add_namespace("team-a")
+    cloud.inject_fault("imds-region", "500", times=None)
+    run_controller(region=None)
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    assert cloud.calls("imds-region") >= 1  # it was asked, failed, and was not needed
