@@ -129,6 +129,19 @@ def pct(values: list[float], p: float) -> float | None:
     return s[k]
 
 
+def bucket_excess(times: list[float], qps: float, burst: int) -> float:
+    """Replay a full token bucket (qps, burst) over request times: how many requests went beyond
+    what it allows (0 = the stream never exceeded the limit; `qps <= 0` = unlimited)."""
+    if qps <= 0 or not times:
+        return 0.0
+    tokens, last, worst = float(burst), times[0], 0.0
+    for t in times:
+        tokens = min(float(burst), tokens + (t - last) * qps) - 1.0
+        last = t
+        worst = min(worst, tokens)
+    return round(-worst, 1)
+
+
 def max_in_window(times: list[float], width: float = 1.0) -> int:
     """The largest number of events in any half-open window of `width` seconds."""
     best, j = 0, 0
@@ -237,7 +250,7 @@ def wait_until(cond: Any, timeout: float, interval: float = 0.01) -> bool:
 # the bare floor
 
 
-def run_bare(n: int, sas: int, threads: int, workdir: pathlib.Path) -> dict[str, Any]:
+def run_bare(n: int, sas: int, threads: int, workdir: pathlib.Path, watch: bool = False) -> dict[str, Any]:
     api = FakeKubeAPI(bookmark_interval=10.0).start()
     try:
         seed(api, n, sas, 900)
@@ -246,7 +259,8 @@ def run_bare(n: int, sas: int, threads: int, workdir: pathlib.Path) -> dict[str,
         cpu0 = time.process_time()
         t0 = time.monotonic()
         out = subprocess.run([sys.executable, str(HERE / "bare_writer.py"), "--kubeconfig", kubeconfig,
-                              "--threads", str(threads), "--service-accounts", ",".join(SELECTED)],
+                              "--threads", str(threads), "--service-accounts", ",".join(SELECTED),
+                              *(["--watch"] if watch else [])],
                              capture_output=True, text=True, env=child_env(), timeout=3600, check=False)
         wall = time.monotonic() - t0
         server_cpu = time.process_time() - cpu0
@@ -290,7 +304,7 @@ class ControllerProc:
             spy = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or "py-spy"
             self.profiler = subprocess.Popen(
                 [spy, "record", "--pid", str(self.proc.pid), "--rate", "250", "--format", "raw",
-                 "--threads", "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 "--threads", "--gil", "-o", args.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def metric(self, name: str, **labels: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families
@@ -463,6 +477,9 @@ def run_controller(n: int, args: argparse.Namespace, parts: set[str], workdir: p
                 "time_s": round(t_all - t_first, 3), "time_last_write_s": round(t_last - t_first, 3),
                 "rate_first_1s": first_sec, "rate_max_1s_after": max_in_window(after),
                 "rate_max_1s": max_in_window(times),
+                "rate_sustained": round(len([x for x in times if t_first <= x <= t_last]) / (t_last - t_first), 1)
+                if t_last > t_first else None,
+                "over_limit": bucket_excess([x for x in times if x >= t_first], args.kube_qps, args.kube_burst),
                 "qps": args.kube_qps, "burst": args.kube_burst,
                 "requests": dict(Counter(f"{r.verb} {r.resource}" for r in window if t_first - 0.001 <= r.time <= t_last)),
             }
@@ -509,6 +526,8 @@ def table(results: dict[int, dict[str, Any]]) -> str:
                 v = fn(n)
             except (TypeError, ZeroDivisionError, KeyError):
                 v = None
+            if isinstance(v, str) and v.startswith("None"):
+                v = None
             vals.append("-" if v is None else str(v))
         if any(v != "-" for v in vals):
             rows.append((label, vals))
@@ -531,6 +550,8 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         lambda n: f"{get(n, 'bare_parallel', 'total_s')} ({get(n, 'bare_parallel', 'write_s')})"
         f" x{get(n, 'bare_parallel', 'threads')}")
     row("bare floor parallel: writes/s", lambda n: get(n, "bare_parallel", "writes_per_s"))
+    row("bare serial + 3 watches: total s (write s)",
+        lambda n: f"{get(n, 'bare_watch', 'total_s')} ({get(n, 'bare_watch', 'write_s')})")
     row("cold start -> converged, s", lambda n: get(n, "cold", "time_s"))
     row("  of which startup (to 1st write), s", lambda n: get(n, "cold", "startup_s"))
     row("  of which apply (1st write -> done), s", lambda n: get(n, "cold", "apply_s"))
@@ -538,6 +559,8 @@ def table(results: dict[int, dict[str, Any]]) -> str:
         lambda n: round(get(n, "cold", "time_s") / get(n, "bare_serial", "total_s"), 2))
     row("ratio apply / bare serial writes",
         lambda n: round(get(n, "cold", "apply_s") / get(n, "bare_serial", "write_s"), 2))
+    row("ratio cold / bare serial + watches",
+        lambda n: round(get(n, "cold", "time_s") / get(n, "bare_watch", "total_s"), 2))
     row("ratio cold / bare parallel",
         lambda n: round(get(n, "cold", "time_s") / get(n, "bare_parallel", "total_s"), 2))
     row("controller CPU s at convergence", lambda n: get(n, "cold", "cpu_s"))
@@ -560,6 +583,8 @@ def table(results: dict[int, dict[str, Any]]) -> str:
     row("rotation: max req in 1s: first s / after (qps, burst)",
         lambda n: f"{get(n, 'rotation', 'rate_first_1s')} / {get(n, 'rotation', 'rate_max_1s_after')} "
         f"({get(n, 'rotation', 'qps'):g}, {get(n, 'rotation', 'burst')})")
+    row("rotation: sustained req/s; requests beyond a (qps, burst) bucket",
+        lambda n: f"{get(n, 'rotation', 'rate_sustained')}; {get(n, 'rotation', 'over_limit')}")
     row("peak RSS MiB (target <= 150 at 10k)", lambda n: get(n, "resources", "peak_rss_mib"))
     row("controller CPU s, whole run", lambda n: get(n, "resources", "cpu_s"))
     row("controller wall s, whole run", lambda n: get(n, "resources", "wall_s"))
@@ -593,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=20.0, help="namespace creations per second in the latency stream")
     p.add_argument("--stream-seconds", type=float, default=15.0, help="length of the creation stream")
     p.add_argument("--bare-threads", type=int, default=4, help="threads of the parallel bare client")
+    p.add_argument("--bare-watch", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure the serial bare client with the controller's three watches open")
     p.add_argument("--rotation-at", type=float, default=None,
                    help="seconds after the first token fetch when the tokens become due (default: estimated)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -624,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
                 res["bare_parallel"] = run_bare(n, args.sas, args.bare_threads, workdir)
                 log(f"  bare x{args.bare_threads}: {res['bare_parallel']['total_s']}s total, "
                     f"{res['bare_parallel']['writes_per_s']} writes/s")
+                if args.bare_watch:
+                    res["bare_watch"] = run_bare(n, args.sas, 1, workdir, watch=True)
+                    log(f"  bare serial + watches: {res['bare_watch']['total_s']}s total")
             if "cold" in parts:
                 hint = res.get("bare_serial", {}).get("total_s")
                 res.update(run_controller(n, args, parts, workdir, hint))
