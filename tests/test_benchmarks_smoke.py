@@ -47,11 +47,12 @@ def check_cold(res: dict[str, Any]) -> None:
 def test_scale_smoke_without_rotation() -> None:
     res = run_scale("--skip", "rotation", "--resync-period", "1", "--idle-periods", "2",
                     "--stream-seconds", "1", "--bare-threads", "2")
-    for kind in ("bare_serial", "bare_parallel"):
+    for kind in ("bare_serial", "bare_parallel", "bare_watch"):
         bare = res[kind]
         assert bare["writes"] == 3 * N and bare["namespaces"] == N
         assert bare["requests"]["create"] == N and bare["requests"]["update"] == 2 * N
     assert res["bare_parallel"]["threads"] == 2
+    assert res["bare_watch"]["watch_events"] > 0 and res["bare_serial"]["watch_events"] == 0
     check_cold(res)
     idle = res["idle"]
     assert idle["passes"] >= 1 and idle["writes"] == 0
@@ -79,3 +80,41 @@ def test_scale_smoke_rotation() -> None:
     assert rot["rate_first_1s"] <= 5 + 10 + 1
     assert rot["rate_max_1s_after"] <= 10 + 1
     assert rot["time_s"] >= 0.9  # 20 updates at 10/s after a burst of 5 take more than a second
+    assert rot["over_limit"] <= 1.0  # replaying a (10/s, 5) token bucket: nothing went beyond it
+
+
+def load_scale() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_scale", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_scale"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_window_and_bucket_helpers() -> None:
+    scale = load_scale()
+    assert scale.max_in_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3  # windows are half-open
+    assert scale.max_in_window([]) == 0
+    assert scale.pct([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and scale.pct([1.0, 2.0, 3.0, 4.0], 99) == 4.0
+    assert scale.pct([], 50) is None
+    # a (10/s, burst 3) bucket allows 3 at once, then one every 0.1 s
+    assert scale.bucket_excess([0.0, 0.0, 0.0, 0.1, 0.2], 10, 3) == 0
+    assert scale.bucket_excess([0.0, 0.0, 0.0, 0.0], 10, 3) == 1
+    # 50 requests at 20/s against 10/s + 5: ~20 beyond the limit; unlimited (qps 0): none
+    assert 19 <= scale.bucket_excess([i * 0.05 for i in range(50)], 10, 5) <= 21
+    assert scale.bucket_excess([0.0] * 100, 0, 1) == 0
+
+
+def test_table_renders_missing_parts_as_dashes() -> None:
+    scale = load_scale()
+    text = scale.table({10: {"cold": {"time_s": 1.5, "startup_s": 1.0, "apply_s": 0.5, "requests": {"create secrets": 10}},
+                             "bare_serial": {"total_s": 1.0, "write_s": 0.4, "writes_per_s": 75.0}}})
+    ratio = next(line for line in text.splitlines() if line.startswith("| ratio cold / bare serial (target"))
+    assert ratio.split("|")[2].strip() == "1.5"
+    idle = [line for line in text.splitlines() if line.startswith("| idle")]
+    assert idle == []  # parts that did not run are left out
+    assert "create sec:10" in text
+    assert "None" not in text
