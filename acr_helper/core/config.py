@@ -222,6 +222,9 @@ RRSA_FIELDS = ("enable",)
 #: names that may be quoted in messages as they are (they are ours, not user values)
 _QUOTE_OK = frozenset((*KNOWN_KEYS, *REGISTRY_FIELDS, *WEBHOOK_FIELDS, "access-key-id", "access-key-secret",
                        "accessKeySecretRef", "customAccessKey", "customAccessKeySecret"))
+_OUR_NAMES = frozenset(n.lower() for n in (*_QUOTE_OK, "accessKeySecret", "secretRef", "Secret", "kind"))
+#: registry fields whose values are names, not secrets (though the field's name mentions one)
+_NOT_SECRET_FIELDS = frozenset(("customAccessKey", "accessKeySecretRef"))
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -247,43 +250,116 @@ _INT_TAG = "tag:yaml.org,2002:int"
 
 
 class _Report:
-    """Collects messages for one parse."""
+    """Collects messages for one parse.
+
+    Every message, key and field goes through `_mask_quoted` (quoted values that mention a
+    credential are cut at that word) and then through the redaction of `protect`ed fragments: the
+    text that follows a secret, password, token or AccessKey word anywhere in the input. So even a
+    message that echoes a value without quoting it cannot carry a pasted credential.
+    """
 
     def __init__(self) -> None:
         self.errors: list[ConfigMessage] = []
         self.warnings: list[ConfigMessage] = []
+        self._fragments: set[str] = set()
+        self._redact: re.Pattern[str] | None = None
+
+    def protect(self, text: str) -> None:
+        """Remember the fragments of `text` that may be credentials; no message will show them."""
+        found = _credential_fragments(text) - self._fragments
+        if found:
+            self._fragments |= found
+            alternatives = sorted(self._fragments, key=len, reverse=True)
+            self._redact = re.compile("|".join(re.escape(f) for f in alternatives), re.IGNORECASE)
+
+    def clean(self, text: str) -> str:
+        text = _mask_quoted(text)
+        return self._redact.sub("***", text) if self._redact is not None else text
+
+    def _message(
+        self, severity: Literal["error", "warning"], key: str, message: str, line: int | None, field: str | None
+    ) -> ConfigMessage:
+        return ConfigMessage(
+            severity=severity,
+            key=self.clean(key),
+            message=self.clean(message),
+            line=line,
+            field=self.clean(field) if field is not None else None,
+        )
 
     def error(self, key: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
-        message = _mask_quoted(message)
-        self.errors.append(ConfigMessage(severity="error", key=key, message=message, line=line, field=field))
+        self.errors.append(self._message("error", key, message, line, field))
 
     def warn(self, key: str, message: str, *, line: int | None = None, field: str | None = None) -> None:
-        message = _mask_quoted(message)
-        self.warnings.append(
-            ConfigMessage(severity="warning", key=key, message=message, line=line, field=field)
-        )
+        self.warnings.append(self._message("warning", key, message, line, field))
 
     def messages(self) -> list[ConfigMessage]:
         return self.errors + self.warnings
 
 
 _BACKTICKED = re.compile(r"`([^`]*)`")
+#: a fragment a message quotes: `backticked`, 'single' or "double" quoted (an apostrophe inside a
+#: word, as in "guide's", opens nothing)
+_MESSAGE_FRAGMENT = re.compile(r"`([^`]*)`|(?<!\w)'([^'\n]*)'(?!\w)|(?<!\w)\"([^\"\n]*)\"(?!\w)")
+_FRAGMENT_SPLIT = re.compile(r"[\s:=,;'\"`()\[\]{}<>|]+")
+_COMMENT_START = re.compile(r"\s(#|//)")
+#: how many words after a credential word are protected (a pasted `key: value` has one)
+_PROTECTED_WORDS = 3
+
+
+def _credential_fragments(text: str) -> set[str]:
+    """Words of `text` that may be credentials: on every line that mentions a secret, password,
+    token or AccessKey, the word holding that mention (unless it is one of our names) and the
+    next few words up to a comment. A `customAccessKey:` or `accessKeySecretRef:` line (an ID and
+    a Secret's name, not secrets) contributes only when its value mentions a credential itself."""
+    out: set[str] = set()
+    for line in str(text).split("\n"):
+        m = _SENSITIVE_WORD.search(line)
+        if m is None:
+            continue
+        km = _KEY_LINE.match(line)
+        if km and km.group("key") in _NOT_SECRET_FIELDS:
+            m = _SENSITIVE_WORD.search(line, km.end())
+            if m is None:
+                continue
+        start = m.start()
+        while start > 0 and not _FRAGMENT_SPLIT.match(line[start - 1]):
+            start -= 1
+        tail = line[start:]
+        comment = _COMMENT_START.search(tail)
+        if comment is not None:
+            tail = tail[: comment.start()]
+        words = [w for w in _FRAGMENT_SPLIT.split(tail) if w]
+        if words and _is_our_name(words[0]):
+            words = words[1:]
+        for word in words[:_PROTECTED_WORDS]:
+            if len(word) >= 4 and not _is_our_name(word):
+                out.add(word)
+    return out
+
+
+def _is_our_name(word: str) -> bool:
+    low = word.lower()
+    return low in _OUR_NAMES or _SENSITIVE_WORD.fullmatch(low) is not None
 
 
 def _mask_quoted(message: str) -> str:
-    """Every `quoted` user value in a message goes through _safe_shown (names of keys and
-    fields stay readable), so a secret pasted under the wrong key is never echoed."""
+    """Every quoted user value in a message (`backticked`, 'single' or "double" quoted) goes
+    through _safe_shown (names of keys and fields stay readable), so a secret pasted under the
+    wrong key is never echoed."""
 
     def one(m: re.Match[str]) -> str:
-        text = m.group(1)
+        index = next(i for i in (1, 2, 3) if m.group(i) is not None)
+        text = m.group(index)
+        quote = m.group(0)[0]
         bare, _, rest = text.partition(":")
         if text in _QUOTE_OK or (bare.strip() in _QUOTE_OK and (not rest or rest.strip().startswith("..."))):
             return m.group(0)
         if _SENSITIVE_WORD.search(text) is None:
             return m.group(0)
-        return f"`{_safe_shown(text, limit=10_000)}`"
+        return f"{quote}{_safe_shown(text, limit=10_000)}{quote}"
 
-    return _BACKTICKED.sub(one, message)
+    return _MESSAGE_FRAGMENT.sub(one, message)
 
 
 def _nearest(name: str, candidates: tuple[str, ...] | list[str]) -> str | None:
@@ -322,7 +398,7 @@ def _safe_shown(value: str, limit: int = 60) -> str:
     A value that mentions a secret, password, token or AccessKey (say an AccessKey line pasted
     under the wrong key) is shown only up to that word; the rest is masked.
     """
-    value = value.replace("\n", " ")
+    value = value.replace("\n", " ").replace("`", "'")
     m = _SENSITIVE_WORD.search(value)
     if m:
         value = value[: m.end()] + "…(masked)"
@@ -688,7 +764,10 @@ def _parse_service_accounts(key: str, raw: str, report: _Report) -> ServiceAccou
     for item in items:
         name = item
         if name != name.lower():
-            report.warn(key, f"`{name}`: ServiceAccount names are lower case; read as `{name.lower()}`")
+            report.warn(
+                key,
+                f"`{_safe_shown(name)}`: ServiceAccount names are lower case; read as `{_safe_shown(name.lower())}`",
+            )
             name = name.lower()
         if name.startswith("!"):
             report.error(
@@ -720,7 +799,9 @@ def _parse_namespaces(key: str, raw: str, report: _Report) -> NamespaceSelector:
     for item in items:
         name = item
         if name != name.lower():
-            report.warn(key, f"`{name}`: namespace names are lower case; read as `{name.lower()}`")
+            report.warn(
+                key, f"`{_safe_shown(name)}`: namespace names are lower case; read as `{_safe_shown(name.lower())}`"
+            )
             name = name.lower()
         negated = name.startswith("!")
         if negated:
@@ -1422,6 +1503,10 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
     if not isinstance(data, Mapping):
         report.error("data", f"expected a mapping of string keys to string values, got {type(data).__name__}")
         return ConfigResult(config=None, errors=tuple(report.errors))
+    for raw_key, raw_value in data.items():
+        report.protect(str(raw_key))
+        if isinstance(raw_value, str):
+            report.protect(raw_value)
     values: dict[str, str] = {}
     for raw_key, raw_value in data.items():
         name = str(raw_key)
@@ -1484,7 +1569,8 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
         fields["acr_api_version"] = version if re.fullmatch(r"\d{4}-\d{2}-\d{2}", version) else DEFAULT_API_VERSION
     if "notify-email" in values:
         email = values["notify-email"].strip()
-        fields["notify_email"] = email or None
+        # never used; kept only when it cannot carry a credential pasted by mistake
+        fields["notify_email"] = (_safe_shown(email, limit=254) if email else None)
         if email:
             report.warn(
                 "notify-email",
@@ -1546,6 +1632,7 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
     if not isinstance(text, str):
         report.error(mk, "expected YAML text")
         return None, report.messages()
+    report.protect(text)
     text = _normalise_text(mk, text, report)
     if _bad_character(mk, text, report):
         return None, report.messages()

@@ -27,16 +27,27 @@ _NUMBER = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 #: the largest magnitude we accept at all (timedelta overflows near 10^9 days)
 _MAX_SECONDS = 100 * 365 * 86400.0
 EXAMPLES = "e.g. 15m, 1h, 90s or 1h30m"
+#: a value that mentions one of these is never echoed in an error (a credential pasted by mistake)
+_SENSITIVE = re.compile(r"secret|password|passwd|token|access[-_]?key", re.IGNORECASE)
+
+
+def _shown(raw: str) -> str:
+    """The input as an error message may show it: at most 40 characters, and nothing at all of a
+    value that mentions a secret, password, token or AccessKey."""
+    text = raw.strip()
+    if _SENSITIVE.search(text):
+        return "the value (not shown: it looks like a credential)"
+    return repr(text[:40])
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse `1h30m`, `15m`, `90s`, `1.5h`, `-5m`; a bare number means seconds. Raises ValueError.
 
-    The ValueError message never echoes more than the first 40 characters of the input.
+    The ValueError message never echoes more than the first 40 characters of the input, and
+    nothing of an input that mentions a secret, password, token or AccessKey.
     """
     raw = str(text)
     s = raw.strip().lower()
-    shown = raw.strip()[:40]
     if not s:
         raise ValueError(f"empty duration; expected {EXAMPLES}")
     sign = 1.0
@@ -54,9 +65,9 @@ def parse_duration(text: str) -> timedelta:
             total += float(m.group(1)) * _UNITS[m.group(2)]
             pos = m.end()
         if pos != len(s) or pos == 0:
-            raise ValueError(f"{shown!r} is not a duration; expected {EXAMPLES}")
+            raise ValueError(f"{_shown(raw)} is not a duration; expected {EXAMPLES}")
     if total > _MAX_SECONDS:
-        raise ValueError(f"{shown!r} is far too long for a duration (over 100 years)")
+        raise ValueError(f"{_shown(raw)} is far too long for a duration (over 100 years)")
     return timedelta(seconds=sign * total)
 
 
