@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -39,6 +40,7 @@ from acr_helper.settings import Settings
 from acr_helper.tokens import TokenCache, TokenError, TokenService
 
 log = logging.getLogger("acr_helper")
+_REQUEST_ID = re.compile(r",? ?request id [^,)]+")
 
 
 def utcnow() -> datetime:
@@ -139,6 +141,8 @@ class Controller:
         self._config_valid = True
         self._config_gone_warned = False
         self._warned_notify = False
+        #: "configmap" or "defaults" (no ConfigMap has been seen: nothing is removed under defaults)
+        self._config_source = "defaults"
         self._last_plan_sig: tuple[tuple[str, ...], ...] | None = None
         self._repeat = 0
         self._conflicts_reported: set[tuple[str, str]] = set()
@@ -223,8 +227,13 @@ class Controller:
             self.clients.close()
 
     def _should_continue(self) -> bool:
+        """Asked before every action: keeps the heartbeat fresh during a long apply, stops writing
+        the moment leadership is lost, and after SIGTERM once the grace period is over."""
+        self.health.beat()
+        if not self.is_leader():
+            return False
         if not self._stop.is_set():
-            return self.is_leader()
+            return True
         return self._stop_deadline is None or time.monotonic() < self._stop_deadline
 
     def is_leader(self) -> bool:
@@ -248,8 +257,17 @@ class Controller:
         while not self._stop.is_set():
             self.health.beat()
             if self.cache.wait_synced(1.0):
-                return True
-        return False
+                break
+        else:
+            return False
+        # credentials Secrets (alibaba-addon-secret, accessKeySecretRef): give their first list a
+        # moment, so the first pass does not fall through to the worker role while they load (a
+        # Secret we may not read never syncs: it is not waited for beyond this)
+        deadline = time.monotonic() + 5.0
+        for name in self.cache.extra_secret_names():
+            while not self.cache.secret_synced(name) and time.monotonic() < deadline and not self._stop.is_set():
+                time.sleep(0.05)
+        return True
 
     def _loop(self) -> int:
         rt = self.settings.runtime
@@ -314,7 +332,10 @@ class Controller:
         prev = self.metrics.snapshot()
         self.metrics.publish(
             StatusSnapshot(
-                tokens=dict(self.token_cache.statuses()) if self.token_cache is not None else {},
+                # a follower has no current token view: its cache may be stale (it stops refreshing
+                # when it loses the lease), so it exports no token series
+                tokens=dict(self.token_cache.statuses()) if self.token_cache is not None and self.is_leader()
+                else {},
                 managed_secrets=view_count,
                 config_valid=self._config_valid,
                 leader=self.is_leader() if (self.elector is not None or self._leader) else False,
@@ -335,9 +356,11 @@ class Controller:
                     self._config_gone_warned = True
                 return self._good
             self._config_valid = True
+            self._config_source = "defaults"
             self._good = parse_config(None, secret_name=s.secret_name).config
             log.info("no ConfigMap %s/%s: using the add-on's defaults (namespace default, service account "
-                     "default, Personal Edition in the cluster's region)", s.config_namespace, s.config_name)
+                     "default, Personal Edition in the cluster's region); under these defaults nothing is "
+                     "deleted or removed until a ConfigMap exists", s.config_namespace, s.config_name)
             return self._good
         self._config_gone_warned = False
         if cm.resource_version == self._good_rv and self._good is not None:
@@ -347,10 +370,13 @@ class Controller:
             self._config_valid = True
             if self._good_rv != cm.resource_version:
                 for w in result.warnings:
-                    log.warning("config: %s", w)
-                    if not self._warned_notify and w.key == "notify-email":
+                    if w.key == "notify-email":  # said once per process, not at every edit
+                        if self._warned_notify:
+                            continue
                         self._warned_notify = True
+                    log.warning("config: %s", w)
             self._good, self._good_rv = result.config, cm.resource_version
+            self._config_source = "configmap"
             return self._good
         self._config_valid = False
         if self._warned_rv != cm.resource_version:
@@ -383,24 +409,29 @@ class Controller:
                 self._event_on_config("Warning", "RegionUnknown", str(exc))
                 return PassOutcome(ok=False, message=str(exc), errors=[str(exc)])
         registries = config.registry_keys(region)
+        self.health.beat()
         report = self.token_cache.refresh(
             registries, threshold=config.expiring_threshold, rrsa_enabled=config.rrsa.enable, now=now
         )
+        self.health.beat()
         self.metrics.token_results(report.results)
         for err in report.errors:
             errors.append(str(err))
             still = "the existing Secrets keep serving while their tokens are valid"
             log.warning("token refresh for %s failed (%s): %s", err.registry,
                         "will retry" if err.retryable else "needs operator action", err)
-            self._event_on_config("Warning", "TokenRefreshFailed", f"{err}; {still}")
+            # no request id in the Event, so repeats of the same failure aggregate into one Event
+            message = _REQUEST_ID.sub("", f"{err}; {still}")
+            self._event_on_config("Warning", "TokenRefreshFailed", message)
         view = self.cache.snapshot()
-        desired = desired_state(view, config, report.tokens, now)
+        desired = desired_state(view, config, report.tokens, now, expected_registries=tuple(registries))
         warnings = tuple(desired.warnings)
         if warnings != self._last_warnings:  # say each new situation once, not every pass
             for w in warnings:
                 log.warning("desired state: %s", w)
             self._last_warnings = warnings
-        the_plan = make_plan(desired, view)
+        allow_removals = self._config_source != "defaults"
+        the_plan = make_plan(desired, view, allow_removals=allow_removals)
         for c in the_plan.conflicts:
             if (c.namespace, c.name) not in self._conflicts_reported:
                 self._conflicts_reported.add((c.namespace, c.name))

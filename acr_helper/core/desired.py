@@ -7,7 +7,7 @@ never decides deletions: `core.diff.plan` derives them from what is in scope.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -67,6 +67,8 @@ def desired_state(
     config: AcrConfig,
     tokens: Mapping[str, RegistryToken],
     now: datetime,
+    *,
+    expected_registries: Collection[str] | None = None,
 ) -> DesiredState:
     """The managed Secret for every namespace in scope and the ServiceAccounts that must use it.
 
@@ -74,6 +76,10 @@ def desired_state(
     configuration order), which decides who wins when two registries claim the same domain.
     Only tokens valid at `now` are used. With no usable token at all there is no desired Secret
     anywhere (an existing Secret is never emptied) and a warning says so.
+
+    `expected_registries` are the configured registry keys. When one of them has no valid token,
+    an owned Secret that still holds an unexpired token for it is `held`: kept as it is rather
+    than rewritten without that registry.
     """
     warnings: list[str] = []
     valid: list[RegistryToken] = []
@@ -95,6 +101,13 @@ def desired_state(
         if not domains:
             warnings.append(f"token for {registry} contributes no registry domain; left out")
 
+    held = _held(view, scope, config.secret_name, expected_registries, {t.registry for t in valid}, now)
+    if held:
+        warnings.append(
+            f"{len(held)} pull Secret(s) kept as they are: registry "
+            f"{', '.join(sorted(set(expected_registries or ()) - {t.registry for t in valid}))} has no valid "
+            "token right now and those Secrets still hold an unexpired one"
+        )
     secrets: dict[str, DesiredSecret] = {}
     refs: set[tuple[str, str]] = set()
     if result.empty:
@@ -109,7 +122,7 @@ def desired_state(
                 REGISTRIES_ANNOTATION: ",".join(sorted(contributing)),
             }
         )
-        for ns in sorted(scope):
+        for ns in sorted(scope - held):
             secrets[ns] = DesiredSecret(
                 namespace=ns,
                 name=config.secret_name,
@@ -119,9 +132,9 @@ def desired_state(
                 annotations=annotations,
                 type=DOCKERCONFIGJSON_TYPE,
             )
-        for ns_name, sa_name in view.service_accounts:
-            if ns_name in secrets and config.service_accounts.matches(sa_name):
-                refs.add((ns_name, sa_name))
+    for ns_name, sa_name in view.service_accounts:
+        if (ns_name in secrets or ns_name in held) and config.service_accounts.matches(sa_name):
+            refs.add((ns_name, sa_name))
 
     return DesiredState(
         secret_name=config.secret_name,
@@ -130,4 +143,36 @@ def desired_state(
         namespaces_in_scope=scope,
         next_wakeup=_next_wakeup(valid, config, now),
         warnings=tuple(warnings),
+        held=held,
     )
+
+
+def _parse_rfc3339(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _held(
+    view: ClusterView,
+    scope: frozenset[str],
+    secret_name: str,
+    expected: Collection[str] | None,
+    have: set[str],
+    now: datetime,
+) -> frozenset[str]:
+    """Namespaces whose owned Secret must not be rewritten while `expected - have` lack tokens."""
+    missing = set(expected or ()) - have
+    if not missing:
+        return frozenset()
+    out = set()
+    for ns in scope:
+        secret = view.secrets.get(ns)
+        if secret is None or not secret.owned or secret.name != secret_name:
+            continue
+        listed = {r for r in secret.annotations.get(REGISTRIES_ANNOTATION, "").split(",") if r}
+        expiry = _parse_rfc3339(secret.annotations.get(EXPIRY_ANNOTATION, ""))
+        if listed & missing and expiry is not None and expiry > now:
+            out.add(ns)
+    return frozenset(out)

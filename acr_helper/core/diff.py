@@ -97,8 +97,12 @@ def _out_of_scope_reason(ns: NamespaceInfo) -> str:
     return f"namespace {ns.name} is not selected by watch-namespace"
 
 
-def plan(desired: DesiredState, view: ClusterView) -> Plan:
-    """The ordered actions that take `view` to `desired`, and the conflicts found on the way."""
+def plan(desired: DesiredState, view: ClusterView, *, allow_removals: bool = True) -> Plan:
+    """The ordered actions that take `view` to `desired`, and the conflicts found on the way.
+
+    With `allow_removals=False` the plan only creates, updates and adds: nothing is deleted and no
+    entry removed (the runtime uses it while the config in force is only the add-on's defaults
+    because no ConfigMap exists, so a deleted ConfigMap never takes credentials away)."""
     name = desired.secret_name
     ours: dict[str, SecretInfo] = {}
     foreign: dict[str, SecretInfo] = {}
@@ -161,7 +165,7 @@ def plan(desired: DesiredState, view: ClusterView) -> Plan:
             continue  # the namespace is gone; so is the ServiceAccount, soon
         has_entry = name in sa.image_pull_secrets
         if key in desired.pull_secret_refs:
-            if not has_entry and ns_name in desired.secrets and ns_name not in foreign:
+            if not has_entry and (ns_name in desired.secrets or ns_name in desired.held) and ns_name not in foreign:
                 adds.append(
                     Action(
                         action="add",
@@ -174,10 +178,10 @@ def plan(desired: DesiredState, view: ClusterView) -> Plan:
                     )
                 )
             continue
-        if not has_entry or not view.synced or ns.terminating or ns_name in foreign:
+        if not allow_removals or not has_entry or not view.synced or ns.terminating or ns_name in foreign:
             continue
         if ns_name in desired.namespaces_in_scope:
-            if ns_name not in desired.secrets:
+            if ns_name not in desired.secrets and ns_name not in desired.held:
                 continue  # no valid token: leave everything in scope as it is
             reason = f"ServiceAccount {sa_name} is no longer selected by service-account"
         else:
@@ -195,7 +199,7 @@ def plan(desired: DesiredState, view: ClusterView) -> Plan:
         )
 
     deletes: list[Action] = []
-    if view.synced:
+    if view.synced and allow_removals:
         for ns_name in sorted(ours):
             ns = view.namespaces.get(ns_name)
             if ns_name in desired.namespaces_in_scope or ns is None or ns.terminating:

@@ -183,6 +183,10 @@ class DesiredState:
     #: when something next becomes due (token refresh), or None
     next_wakeup: datetime | None
     warnings: tuple[str, ...] = ()
+    #: namespaces whose existing owned Secret is kept as it is: a configured registry has no valid
+    #: token right now, and the Secret still holds an unexpired one for it (never strip a registry
+    #: that still works because its refresh failed, e.g. right after a restart)
+    held: frozenset[str] = frozenset()
 
 
 ActionVerb = Literal["create", "update", "delete", "add", "remove"]

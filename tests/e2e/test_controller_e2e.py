@@ -231,3 +231,37 @@ def test_no_cluster_region_is_needed_when_every_entry_names_one(cluster, cloud, 
     run_controller(region=None)
     wait_for(converged(cluster, "team-a"), what="team-a")
     assert cloud.calls("imds-region") >= 1  # it was asked, failed, and was not needed
+
+
+def test_restart_with_one_registry_failing_keeps_its_domains(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a")
+    first = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    before = cluster.secret("team-a")
+    assert first.stop() == 0
+    cloud.inject_fault("GetAuthorizationToken", "500", times=None)
+    second = run_controller()
+    wait_for(lambda: (second.metric("acr_helper_token_refresh_total", registry=EE_KEY, result="error") or 0) >= 1,
+             what="EE refresh failing")
+    time.sleep(1.0)
+    after = cluster.secret("team-a")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert decode_auths(after) == decode_auths(before)
+    # a namespace created meanwhile still gets what works now
+    cluster.add_namespace("team-new")
+    wait_for(converged(cluster, "team-new"), what="team-new")
+    assert f"registry.{REGION}.aliyuncs.com" in decode_auths(cluster.secret("team-new"))
+
+
+def test_configmap_deleted_then_restart_removes_nothing(cluster, cloud, run_controller):
+    cluster.set_config({**BASE, "watch-namespace": "all,!kube-system"})
+    cluster.add_namespace("team-a")
+    first = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    assert first.stop() == 0
+    cluster.api.delete("configmaps", "kube-system", "acr-configuration")
+    run_controller()  # starts under the add-on's defaults (watch-namespace default)
+    time.sleep(1.5)
+    assert cluster.secret("team-a") is not None
+    assert SECRET in cluster.pulls("team-a")

@@ -29,6 +29,7 @@ def test_two_replicas_one_writer_and_takeover(cluster, cloud, run_controller, ho
     leader, follower = (a, b) if a.metric("acr_helper_leader") == 1 else (b, a)
     assert len(writers(cluster)) == 1
     assert follower.ready()  # followers keep warm caches and are ready
+    assert follower.metric("acr_helper_token_expiration_timestamp_seconds") is None  # no stale token series
     lease = cluster.api.get("leases.coordination.k8s.io", "kube-system", "acr-helper")
     assert lease is not None and lease["spec"]["holderIdentity"]
     t_stop = time.monotonic()
