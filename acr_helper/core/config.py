@@ -758,7 +758,12 @@ def _parse_service_accounts(key: str, raw: str, report: _Report) -> ServiceAccou
     value = _unquote(key, raw, report)
     items = _split_list(value)
     if not items:
-        report.warn(key, "empty; using the default `default`")
+        report.error(
+            key,
+            "empty: an empty value selects no ServiceAccount, so it is not read as the default. "
+            f"For the default write `{key}: default` (or remove the key); for every ServiceAccount "
+            f'`{key}: "*"`',
+        )
         return ServiceAccountSelector()
     out: list[str] = []
     for item in items:
@@ -792,7 +797,12 @@ def _parse_namespaces(key: str, raw: str, report: _Report) -> NamespaceSelector:
     value = _unquote(key, raw, report)
     items = _split_list(value)
     if not items:
-        report.warn(key, "empty; using the default `default`")
+        report.error(
+            key,
+            "empty: an empty value selects no namespace, so it is not read as the default. "
+            f"For the default write `{key}: default` (or remove the key); for every namespace "
+            f"`{key}: all`",
+        )
         return NamespaceSelector()
     include: list[str] = []
     exclude: list[str] = []
@@ -1508,16 +1518,12 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
         if isinstance(raw_value, str):
             report.protect(raw_value)
     values: dict[str, str] = {}
+    unknown: list[str] = []
     for raw_key, raw_value in data.items():
         name = str(raw_key)
         canon, exact = _resolve_key(name, KNOWN_KEYS)
         if canon is None:
-            near = _nearest(name, KNOWN_KEYS)
-            report.warn(
-                _key_label(name),
-                "unknown key ignored"
-                + (f"; did you mean `{near}`?" if near else f"; known keys: {', '.join(KNOWN_KEYS)}"),
-            )
+            unknown.append(name)
             continue
         if not exact:
             if canon in data:
@@ -1541,6 +1547,8 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
             )
             continue
         values[canon] = value
+    for name in unknown:
+        _unknown_key(name, values, report)
 
     fields: dict[str, Any] = {"secret_name": secret_name}
     if "service-account" in values:
@@ -1594,6 +1602,47 @@ def parse_config(data: Mapping[str, str] | None, *, secret_name: str = DEFAULT_S
         return ConfigResult(config=None, errors=tuple(report.errors), warnings=tuple(report.warnings))
     _cross_checks(config, report)
     return ConfigResult(config=config, errors=tuple(report.errors), warnings=tuple(report.warnings))
+
+
+#: scope keys whose absence means a default that takes pull Secrets away from everything else
+_SCOPE_KEYS: dict[str, tuple[str, str]] = {
+    # key -> (canonical fragment a near miss contains, what applying the default would do)
+    "watch-namespace": ("namespace", "remove pull Secrets from every other namespace"),
+    "service-account": (
+        "serviceaccount",
+        "remove the pull Secret from the imagePullSecrets of every other ServiceAccount",
+    ),
+}
+
+
+def _scope_near_miss(name: str) -> str | None:
+    """The scope key `name` (an unknown key) most likely means, if any."""
+    near = _nearest(name, KNOWN_KEYS)
+    if near in _SCOPE_KEYS:
+        return near
+    canon = _canon(name)
+    for key, (fragment, _) in _SCOPE_KEYS.items():
+        if fragment in canon:
+            return key
+    return None
+
+
+def _unknown_key(name: str, values: Mapping[str, str], report: _Report) -> None:
+    """An unknown key: a warning naming the nearest known key, or an error when it looks like a
+    scope key that is absent (its default would silently shrink the scope to `default`)."""
+    scope = _scope_near_miss(name)
+    if scope is not None and scope not in values:
+        report.error(
+            _key_label(name),
+            f"`{_safe_shown(name)}` is not a key; did you mean `{scope}`? Not applying the default "
+            f"(`default`), which would {_SCOPE_KEYS[scope][1]}",
+        )
+        return
+    near = _nearest(name, KNOWN_KEYS)
+    report.warn(
+        _key_label(name),
+        "unknown key ignored" + (f"; did you mean `{near}`?" if near else f"; known keys: {', '.join(KNOWN_KEYS)}"),
+    )
 
 
 def _cross_checks(config: AcrConfig, report: _Report) -> None:

@@ -121,10 +121,10 @@ def test_service_account_upper_case_is_lowered_with_a_warning() -> None:
     assert warning_with(result, "read as `default`").key == "service-account"
 
 
-def test_service_account_empty_falls_back_to_default_with_a_warning() -> None:
-    cfg, result = ok({"service-account": " , "})
-    assert cfg.service_accounts.include == ("default",)
-    warning_with(result, "empty")
+def test_service_account_empty_is_an_error_not_the_default() -> None:
+    error = one_error(bad({"service-account": " , "}))
+    assert error.key == "service-account" and error.message.startswith("empty")
+    assert "`service-account: default`" in error.message
 
 
 @pytest.mark.parametrize(
@@ -535,7 +535,9 @@ def test_webhook_errors(text: str, line: int, expected: str) -> None:
 
 
 def test_unknown_top_level_keys_name_the_nearest_known_key() -> None:
-    cfg, result = ok({"watch-namespaces": "all", "expire-threshold": "1m", "colour": "red"})
+    cfg, result = ok(
+        {"watch-namespaces": "all", "watch-namespace": "default", "expire-threshold": "1m", "colour": "red"}
+    )
     assert cfg == AcrConfig()  # unknown keys change nothing
     assert "did you mean `watch-namespace`?" in warning_with(result, "unknown key").message
     assert any("`expiring-threshold`" in w.message for w in result.warnings if w.key == "expire-threshold")
@@ -568,7 +570,7 @@ def test_known_keys_are_all_handled() -> None:
 
 
 def test_non_string_values_are_read_with_a_warning() -> None:
-    cfg, result = ok({"expiring-threshold": 600, "service-account": None})  # type: ignore[dict-item]
+    cfg, result = ok({"expiring-threshold": 600, "acr-api-version": None})  # type: ignore[dict-item]
     assert cfg.expiring_threshold == timedelta(minutes=10)
     warning_with(result, "expected a string")
 
