@@ -113,13 +113,20 @@ class RegistryConfig(_Frozen):
             base = f"{self.instance_id}@{self.region_id}"
         return base
 
-    def credential_hint(self) -> str:
-        """The configured credential source, without secrets (the tokens layer resolves it)."""
+    def credential_hint(self, *, rrsa_enabled: bool | None = None) -> str:
+        """The configured credential source, without secrets (the tokens layer resolves it).
+
+        The order is the tokens layer's: `customAccessKey`, `accessKeySecretRef`, RRSA (only when
+        the `rrsa` key has `enable: true`), then `default-chain` (the Secret
+        alibaba-addon-secret, else the worker role). Pass `rrsa_enabled` (`config.rrsa.enable`);
+        without it, an entry with `rrsaRoleARN` is shown as `rrsa`.
+        """
+        rrsa = bool(self.rrsa_role_arn) if rrsa_enabled is None else rrsa_enabled
         if self.custom_access_key:
             base = "access-key"
         elif self.access_key_secret_ref:
             base = f"secret-ref({self.access_key_secret_ref})"
-        elif self.rrsa_role_arn:
+        elif rrsa:
             base = "rrsa"
         else:
             base = "default-chain"
@@ -1645,6 +1652,14 @@ def _unknown_key(name: str, values: Mapping[str, str], report: _Report) -> None:
     )
 
 
+RRSA_DISABLED_WARNING = (
+    "rrsaRoleARN is set but `rrsa` is not `enable: true`, so acr-helper ignores rrsaRoleARN (and "
+    "rrsaOIDCProviderRoleARN) for this registry and does not use RRSA: the credential is the Secret "
+    "kube-system/alibaba-addon-secret if it exists, else the node's worker RAM role. Set the `rrsa` key "
+    "to `enable: true` to use RRSA"
+)
+
+
 def _cross_checks(config: AcrConfig, report: _Report) -> None:
     for reg in config.registries:
         if config.expiring_threshold >= timedelta(seconds=reg.expire_duration):
@@ -1662,8 +1677,7 @@ def _cross_checks(config: AcrConfig, report: _Report) -> None:
         ):
             report.warn(
                 "acr-registry-info",
-                "rrsaRoleARN is set but `rrsa` is not `enable: true`; acr-helper "
-                "still uses RRSA for this registry if its pod has an OIDC token",
+                RRSA_DISABLED_WARNING,
                 field=f"[{reg.index}].rrsaRoleARN",
             )
 
