@@ -152,11 +152,44 @@ def test_missing_file_is_a_usage_error(tmp_path, capsys):
     assert "cannot read the ConfigMap manifest" in err and "nope.yaml" in err
 
 
-def test_unreadable_yaml_manifest_is_a_usage_error(tmp_path, capsys):
+def test_invalid_yaml_manifest_is_a_config_error_with_the_normal_report(tmp_path, capsys):
     bad = tmp_path / "cm.yaml"
     bad.write_text("kind: ConfigMap\ndata: [unclosed\n")
-    assert main(["plan", "-f", str(bad)]) == 2
-    assert "cannot read the ConfigMap manifest" in capsys.readouterr().err
+    code, report = run_json(capsys, "-f", str(bad))
+    assert code == 1
+    assert report["actions"] == [] and isinstance(report["warnings"], list)
+    (error,) = report["errors"]
+    assert error.startswith("manifest (line ") and "not valid YAML" in error
+    assert main(["plan", "-f", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "error(s); nothing would be done" in captured.out and "not valid YAML" in captured.out
+    assert captured.err == ""
+
+
+def test_the_guides_invalid_enterprise_manifest_is_a_line_precise_config_error(capsys):
+    guide = ROOT / "tests" / "fixtures" / "guide"
+    (path,) = sorted(guide.glob("03-*.yaml"))
+    code, report = run_json(capsys, "-f", str(path))
+    assert code == 1
+    assert set(report) == {"actions", "errors", "warnings"} and report["actions"] == []
+    (error,) = report["errors"]
+    assert error.startswith("manifest (line 13): not valid YAML")
+    assert "`namespace` on line 13 is indented deeper than `name` on line 12" in error
+
+
+def test_a_manifest_without_a_configmap_is_a_config_error(tmp_path, capsys):
+    other = tmp_path / "secret.yaml"
+    other.write_text("kind: Secret\nmetadata:\n  name: x\n")
+    code, report = run_json(capsys, "-f", str(other))
+    assert code == 1 and report["actions"] == [] and "no ConfigMap found" in report["errors"][0]
+
+
+def test_an_undecodable_manifest_is_still_a_usage_error(tmp_path, capsys):
+    binary = tmp_path / "cm.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["plan", "-f", str(binary), "-o", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cannot read the ConfigMap manifest" in captured.err
 
 
 def test_unreadable_state_is_a_usage_error(tmp_path, capsys):

@@ -4,7 +4,9 @@ Offline: `-f CONFIGMAP.yaml [--state OBJECTS.yaml]`. Live and read-only: `--kube
 lists the ConfigMap (unless `-f` is given), Namespaces, ServiceAccounts and the Secrets with the
 managed name through the same list/watch cache the controller uses, then stops; it writes nothing.
 Everything after "load the config data and the view" is `plan_output`, which both forms share.
-Exit codes: 0 config valid, 1 config has errors, 2 usage error.
+Exit codes: 0 config valid, 1 config has errors (a manifest that is not valid YAML or holds no
+ConfigMap included), 2 usage error (missing arguments, a file that cannot be read, a bad state
+file or kubeconfig).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from acr_helper.core.config import (
     AcrConfig,
+    ConfigMessage,
     ConfigResult,
     RegistryConfig,
     load_configmap_manifest,
@@ -56,15 +59,18 @@ class UsageError(Exception):
 def load_config(text: str, secret_name: str) -> ConfigResult:
     """Parse a ConfigMap manifest; the manifest's own messages come first.
 
-    Raises `UsageError` when no ConfigMap data can be read from it at all (not YAML, no ConfigMap).
+    A manifest from which no ConfigMap data can be read (not valid YAML, no ConfigMap in it) is a
+    configuration error like any other: the result has no config and the manifest's line-precise
+    errors. (A file that cannot be read at all is the caller's `UsageError`.)
     """
     data, messages = load_configmap_manifest(text)
-    if data is None:
-        detail = "; ".join(str(m) for m in messages if m.severity == "error") or "no ConfigMap data found"
-        raise UsageError(f"cannot read the ConfigMap manifest: {detail}")
-    result = parse_config(data, secret_name=secret_name)
     errors = tuple(m for m in messages if m.severity == "error")
     warnings = tuple(m for m in messages if m.severity == "warning")
+    if data is None:
+        if not errors:  # defensive: load_configmap_manifest always says why
+            errors = (ConfigMessage(severity="error", key="manifest", message="no ConfigMap data found"),)
+        return ConfigResult(config=None, errors=errors, warnings=warnings)
+    result = parse_config(data, secret_name=secret_name)
     if not errors and not warnings:
         return result
     return ConfigResult(
