@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -10,8 +13,25 @@ from datetime import UTC, datetime
 import pytest
 
 from acr_helper.cli import main
-from acr_helper.commands.plan import NO_STATE_WARNING, default_view, placeholder_tokens, plan_output
+from acr_helper.commands.plan import (
+    NO_STATE_WARNING,
+    default_view,
+    live_tokens_note,
+    placeholder_tokens,
+    plan_output,
+)
 from acr_helper.core.config import AcrConfig, RegistryConfig, parse_config
+from acr_helper.core.model import (
+    DIGEST_ANNOTATION,
+    EXPIRY_ANNOTATION,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    REGISTRIES_ANNOTATION,
+    ClusterView,
+    NamespaceInfo,
+    SecretInfo,
+    ServiceAccountInfo,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "plan"
@@ -448,3 +468,108 @@ def test_registries_without_region_use_the_placeholder_region_with_a_warning(tmp
         in report["warnings"]
     )
     assert [a["action"] for a in report["actions"]] == ["create", "add"]
+
+
+# ---- Secrets that hold live tokens (state taken from a real cluster) ------------------------------
+
+LIVE_CONFIG = {"watch-namespace": "all", "acr-registry-info": "- instanceId: cri-abc\n  regionId: cn-hangzhou\n"}
+LIVE_DIGEST = "a" * 64
+
+
+def live_secret(ns: str, **changes: object) -> SecretInfo:
+    base = SecretInfo(
+        namespace=ns,
+        name=NAME,
+        labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        annotations={
+            REGISTRIES_ANNOTATION: "cri-abc@cn-hangzhou",
+            EXPIRY_ANNOTATION: "2026-11-28T23:00:00Z",  # NOW + 1h
+            DIGEST_ANNOTATION: LIVE_DIGEST,
+        },
+        data_digest=LIVE_DIGEST,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def live_plan(*secrets: SecretInfo, threshold: str = "15m") -> dict:
+    view = ClusterView.build(
+        namespaces=[NamespaceInfo(name=s.namespace) for s in secrets],
+        service_accounts=[
+            ServiceAccountInfo(namespace=s.namespace, name="default", image_pull_secrets=(NAME,)) for s in secrets
+        ],
+        secrets=list(secrets),
+    )
+    result = parse_config({**LIVE_CONFIG, "expiring-threshold": threshold})
+    text, code = plan_output(result, view, NOW, "json")
+    assert code == 0
+    return json.loads(text)
+
+
+def test_secrets_holding_live_tokens_that_are_not_due_are_current():
+    report = live_plan(live_secret("a"), live_secret("b"))
+    assert report["actions"] == []
+    assert live_tokens_note(2) in report["warnings"]
+    assert live_tokens_note(2) == (
+        "2 Secrets hold live tokens that plan cannot compare; shown as current while their registries match "
+        "and they are not due"
+    )
+    assert live_tokens_note(1).startswith("1 Secret holds live tokens")
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"annotations": {REGISTRIES_ANNOTATION: "cri-old", EXPIRY_ANNOTATION: "2026-11-28T23:00:00Z",
+                          DIGEST_ANNOTATION: LIVE_DIGEST}}, "registries changed"),
+        ({"annotations": {REGISTRIES_ANNOTATION: "cri-abc@cn-hangzhou", EXPIRY_ANNOTATION: "2026-11-28T22:10:00Z",
+                          DIGEST_ANNOTATION: LIVE_DIGEST}}, "rotated"),  # due: expires within 15m
+        ({"annotations": {REGISTRIES_ANNOTATION: "cri-abc@cn-hangzhou", EXPIRY_ANNOTATION: "not-a-time",
+                          DIGEST_ANNOTATION: LIVE_DIGEST}}, ""),
+        ({"annotations": {REGISTRIES_ANNOTATION: "cri-abc@cn-hangzhou", EXPIRY_ANNOTATION: "2026-11-28T23:00:00Z",
+                          DIGEST_ANNOTATION: "b" * 64}}, "changed outside acr-helper"),
+        ({"annotations": {REGISTRIES_ANNOTATION: "cri-abc@cn-hangzhou", EXPIRY_ANNOTATION: "2026-11-28T23:00:00Z"}},
+         ""),
+        ({"type": "Opaque"}, "type is Opaque"),
+        ({"data_digest": ""}, "no .dockerconfigjson data"),
+    ],
+)
+def test_secrets_that_the_controller_would_rewrite_stay_updates(changes: dict, why: str):
+    report = live_plan(live_secret("a"), live_secret("b", **changes))
+    assert [(a["action"], a["namespace"]) for a in report["actions"]] == [("update", "b")]
+    assert why in report["actions"][0]["reason"]
+    assert live_tokens_note(1) in report["warnings"]
+
+
+def test_a_long_threshold_makes_a_live_secret_due():
+    report = live_plan(live_secret("a"), threshold="2h")
+    assert [(a["action"], a["namespace"]) for a in report["actions"]] == [("update", "a")]
+    assert not any("live tokens" in w for w in report["warnings"])
+
+
+def test_offline_state_from_a_converged_cluster_plans_nothing(tmp_path, capsys):
+    cm = tmp_path / "cm.yaml"
+    cm.write_text(
+        "kind: ConfigMap\nmetadata:\n  name: acr-configuration\ndata:\n  watch-namespace: all\n"
+        "  acr-registry-info: |\n    - instanceId: cri-abc\n      regionId: cn-hangzhou\n"
+    )
+    state = tmp_path / "state.yaml"
+    state.write_text(
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- apiVersion: v1\n  kind: Namespace\n  metadata: {name: default}\n"
+        f"- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {{name: default, namespace: default}}\n"
+        f"  imagePullSecrets: [{{name: {NAME}}}]\n"
+        f"- apiVersion: v1\n  kind: Secret\n  type: kubernetes.io/dockerconfigjson\n"
+        f"  metadata:\n    name: {NAME}\n    namespace: default\n"
+        f"    labels: {{app.kubernetes.io/managed-by: acr-helper}}\n"
+        f"    annotations:\n      acr-helper/registries: cri-abc@cn-hangzhou\n"
+        f"      acr-helper/earliest-expiry: '2099-01-01T00:00:00Z'\n"
+        f"      acr-helper/content-digest: {_digest_of(b'{}')}\n"
+        f"  data:\n    .dockerconfigjson: {base64.b64encode(b'{}').decode()}\n"
+    )
+    code, report = run_json(capsys, "-f", str(cm), "--state", str(state))
+    assert code == 0 and report["actions"] == [], report
+    assert live_tokens_note(1) in report["warnings"]
+
+
+def _digest_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -37,3 +37,26 @@ def test_live_plan_with_unreachable_cluster_is_a_usage_error(tmp_path, capsys):
     cfg.write_text("not: a kubeconfig\n")
     assert main(["plan", "--kubeconfig", str(cfg)]) == 2
     assert "kubeconfig" in capsys.readouterr().err
+
+
+def test_live_plan_after_the_controller_converged_plans_nothing(tmp_path, capsys):
+    box = Sandbox(SandboxOptions(workdir=tmp_path))
+    box.start_fakes()
+    try:
+        box.start_controller(once=True)
+        assert box.wait(60) and box.exit_code == 0
+        owned = [s for s in box.secrets() if s["managed"]]
+        assert len(owned) >= 2
+        for argv in ([], ["--region", "cn-hangzhou"]):
+            code = main(["plan", "--kubeconfig", str(box.kubeconfig), *argv, "-o", "json"])
+            out = json.loads(capsys.readouterr().out)
+            assert code == 0 and out["errors"] == []
+            assert out["actions"] == [], out["actions"]
+            notes = [w for w in out["warnings"] if "live tokens that plan cannot compare" in w]
+            assert notes == [f"{len(owned)} Secrets hold live tokens that plan cannot compare; shown as "
+                             "current while their registries match and they are not due"], out["warnings"]
+        code = main(["plan", "--kubeconfig", str(box.kubeconfig)])
+        text = capsys.readouterr().out
+        assert code == 0 and "No changes" in text and "live tokens that plan cannot compare" in text
+    finally:
+        box.stop()

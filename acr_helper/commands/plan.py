@@ -12,6 +12,7 @@ file or kubeconfig).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,11 +30,18 @@ from acr_helper.core.config import (
 from acr_helper.core.desired import desired_state
 from acr_helper.core.diff import plan
 from acr_helper.core.model import (
+    DIGEST_ANNOTATION,
+    EXPIRY_ANNOTATION,
+    REGISTRIES_ANNOTATION,
+    Action,
     ClusterView,
     Conflict,
+    DesiredSecret,
+    DesiredState,
     NamespaceInfo,
     Plan,
     RegistryToken,
+    SecretInfo,
     Sensitive,
     ServiceAccountInfo,
 )
@@ -130,6 +138,79 @@ def placeholder_tokens(config: AcrConfig, now: datetime, default_region: str) ->
 
 
 # ----------------------------------------------------------------------------------------------
+# Secrets that hold live tokens
+
+
+def live_tokens_note(count: int) -> str:
+    secrets = "1 Secret holds" if count == 1 else f"{count} Secrets hold"
+    return (
+        f"{secrets} live tokens that plan cannot compare; shown as current while their registries "
+        "match and they are not due"
+    )
+
+
+def _parse_expiry(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def holds_live_tokens(existing: SecretInfo, want: DesiredSecret, due: datetime) -> bool:
+    """True when `existing` differs from `want` only because plan renders placeholder tokens.
+
+    That is: the Secret is ours and of the right type, with our labels; its content is what
+    acr-helper last wrote (recorded digest = actual digest); it holds the registries `want` would
+    hold; and its earliest token expiry is later than `due` (now + expiring-threshold), so the
+    controller would not rewrite it either.
+    """
+    if not existing.owned or existing.type != want.type or not existing.data_digest:
+        return False
+    if any(existing.labels.get(k) != v for k, v in want.labels.items()):
+        return False
+    if existing.annotations.get(DIGEST_ANNOTATION) != existing.data_digest:
+        return False
+
+    def registries(annotations: Mapping[str, str]) -> set[str]:
+        return {r for r in annotations.get(REGISTRIES_ANNOTATION, "").split(",") if r}
+
+    have = registries(existing.annotations)
+    if not have or have != registries(want.annotations):
+        return False
+    expiry = _parse_expiry(existing.annotations.get(EXPIRY_ANNOTATION, ""))
+    return expiry is not None and expiry > due
+
+
+def without_live_token_updates(
+    the_plan: Plan, desired: DesiredState, view: ClusterView, now: datetime, threshold: timedelta
+) -> tuple[Plan, int]:
+    """The plan without the Secret updates that only placeholder tokens cause, and their count.
+
+    Placeholder content never equals a real token's, so against real state every owned Secret
+    would otherwise be planned as `update` ("tokens rotated") and a converged cluster would never
+    plan nothing. An owned Secret whose registries match and which is not due is reported current.
+    """
+    kept: list[Action] = []
+    live = 0
+    for action in the_plan.actions:
+        if action.kind == "Secret" and action.action == "update":
+            existing = view.secrets.get(action.namespace)
+            want = desired.secrets.get(action.namespace)
+            if (
+                existing is not None
+                and want is not None
+                and existing.name == action.name
+                and holds_live_tokens(existing, want, now + threshold)
+            ):
+                live += 1
+                continue
+        kept.append(action)
+    if not live:
+        return the_plan, 0
+    return dataclasses.replace(the_plan, actions=tuple(kept)), live
+
+
+# ----------------------------------------------------------------------------------------------
 # Output
 
 
@@ -211,6 +292,9 @@ def plan_output(
         tokens = placeholder_tokens(config, now, region)
         desired = desired_state(view, config, tokens, now)
         the_plan = plan(desired, view)
+        the_plan, live = without_live_token_updates(the_plan, desired, view, now, config.expiring_threshold)
+        if live:
+            warnings.append(live_tokens_note(live))
         warnings.extend(desired.warnings)
         warnings.extend(_conflict_text(c) for c in the_plan.conflicts)
     warnings.extend(notes)
