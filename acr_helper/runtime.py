@@ -28,13 +28,15 @@ from typing import Any
 from acr_helper.core.config import AcrConfig, ConfigResult, parse_config
 from acr_helper.core.desired import desired_state
 from acr_helper.core.diff import plan as make_plan
-from acr_helper.core.model import Plan
+from acr_helper.core.dockercfg import adopt
+from acr_helper.core.model import DOCKERCONFIGJSON_KEY, EXPIRY_ANNOTATION, TOKENS_ANNOTATION, ClusterView, Plan
 from acr_helper.endpoints import EndpointServer, Health
 from acr_helper.kube.apply import Applier
 from acr_helper.kube.cache import ClusterCache
 from acr_helper.kube.client import KubeClients
 from acr_helper.kube.events import EventRecorder
 from acr_helper.kube.leader import LeaderElector
+from acr_helper.kube.secrets import read_secret_with
 from acr_helper.metrics import Metrics, StatusSnapshot
 from acr_helper.settings import Settings
 from acr_helper.tokens import TokenCache, TokenError, TokenService
@@ -149,6 +151,7 @@ class Controller:
         self._first_pass_done = False
         self._last_warnings: tuple[str, ...] = ()
         self._failed_passes = 0
+        self._adopt_tried = False  # per leadership term
         # built in start()
         self.clients: KubeClients | None = None
         self.cache: ClusterCache | None = None
@@ -197,6 +200,8 @@ class Controller:
     def _on_leader_change(self, leader: bool) -> None:
         log.info("leadership %s", "acquired" if leader else "lost")
         self._leader = leader
+        if leader:
+            self._adopt_tried = False
         self.wake.set()
 
     def request_stop(self) -> None:
@@ -409,6 +414,9 @@ class Controller:
                 self._event_on_config("Warning", "RegionUnknown", str(exc))
                 return PassOutcome(ok=False, message=str(exc), errors=[str(exc)])
         registries = config.registry_keys(region)
+        if not self._adopt_tried:
+            self._adopt_tried = True
+            self._adopt_tokens(self.cache.snapshot(), registries, rrsa_enabled=config.rrsa.enable, now=now)
         self.health.beat()
         report = self.token_cache.refresh(
             registries, threshold=config.expiring_threshold, rrsa_enabled=config.rrsa.enable, now=now
@@ -472,6 +480,46 @@ class Controller:
             ok = False
         return PassOutcome(ok=ok, message="; ".join(errors), plan=the_plan, applied=applied, failed=failed,
                            next_wakeup=min(nexts) if nexts else None, errors=errors)
+
+    def _adopt_tokens(
+        self, view: ClusterView, registries: Mapping[str, Any], *, rrsa_enabled: bool, now: datetime
+    ) -> None:
+        """After a restart or a leader change, take over the tokens our Secrets already hold
+        (read back from one of them), so they are not all rewritten with fresh tokens now."""
+        assert self.token_cache is not None and self.clients is not None
+        known = self.token_cache.statuses()
+        missing = {k for k in registries if k not in known}
+        if not missing:
+            return
+        best: tuple[int, str, str] | None = None
+        for secret in view.secrets.values():
+            if not secret.owned or TOKENS_ANNOTATION not in secret.annotations:
+                continue
+            try:
+                covered = len(missing & set(json.loads(secret.annotations[TOKENS_ANNOTATION])))
+            except (ValueError, TypeError):
+                continue
+            cand = (covered, secret.annotations.get(EXPIRY_ANNOTATION, ""), secret.namespace)
+            if covered and (best is None or cand[:2] > best[:2]):
+                best = cand
+        if best is None:
+            return
+        namespace, name = best[2], self.settings.kube.secret_name
+        try:
+            got = read_secret_with(self.clients, namespace, name)
+        except Exception as exc:  # adoption is an optimisation: on any failure, just fetch anew
+            log.info("could not read %s/%s to adopt its tokens (%s): fetching fresh ones", namespace, name,
+                     type(exc).__name__)
+            return
+        if got is None:
+            return
+        data, annotations = got
+        tokens = adopt(data.get(DOCKERCONFIGJSON_KEY, ""), annotations.get(TOKENS_ANNOTATION, ""))
+        taken = [k for k in sorted(missing & set(tokens))
+                 if self.token_cache.adopt(k, registries[k], tokens[k], rrsa_enabled=rrsa_enabled, now=now)]
+        if taken:
+            log.info("adopted the tokens Secret %s/%s holds for %s (no rewrite needed)", namespace, name,
+                     ", ".join(taken))
 
     def _event_on_config(self, type_: str, reason: str, message: str) -> None:
         assert self.cache is not None and self.recorder is not None

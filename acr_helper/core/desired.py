@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from acr_helper.core.config import AcrConfig
-from acr_helper.core.dockercfg import render
+from acr_helper.core.dockercfg import render, token_index
 from acr_helper.core.model import (
     DIGEST_ANNOTATION,
     DOCKERCONFIGJSON_TYPE,
@@ -21,6 +21,7 @@ from acr_helper.core.model import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     REGISTRIES_ANNOTATION,
+    TOKENS_ANNOTATION,
     ClusterView,
     DesiredSecret,
     DesiredState,
@@ -120,6 +121,7 @@ def desired_state(
                 DIGEST_ANNOTATION: result.digest,
                 EXPIRY_ANNOTATION: format_rfc3339(min(t.expires_at for t in used)),
                 REGISTRIES_ANNOTATION: ",".join(sorted(contributing)),
+                TOKENS_ANNOTATION: token_index(used, result),
             }
         )
         for ns in sorted(scope - held):

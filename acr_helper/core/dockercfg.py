@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from acr_helper.core.model import RegistryToken, Sensitive, sha256_hex
+
+_TS = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -91,3 +94,60 @@ def render_dockerconfigjson(tokens: Iterable[RegistryToken]) -> Sensitive:
 def content_digest(content: Sensitive) -> str:
     """sha256 hex of the document's UTF-8 bytes (equal to the digest of the Secret's decoded data)."""
     return sha256_hex(content.reveal().encode("utf-8"))
+
+
+def _ts(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_TS)
+
+
+def token_index(tokens: Iterable[RegistryToken], result: RenderResult) -> str:
+    """The TOKENS_ANNOTATION value: per contributing registry, its domains, expiry and issue time."""
+    by_key = {t.registry: t for t in tokens}
+    index = {
+        reg: {"domains": list(domains), "expires": _ts(by_key[reg].expires_at), "obtained": _ts(by_key[reg].obtained_at)}
+        for reg, domains in result.contributions
+        if domains and reg in by_key
+    }
+    return json.dumps(index, sort_keys=True, separators=(",", ":"))
+
+
+def adopt(dockerconfigjson: str, tokens_annotation: str, *, source: str = "adopted") -> dict[str, RegistryToken]:
+    """The tokens an existing Secret holds, per registry (the inverse of `render` + `token_index`).
+
+    Only registries whose every domain carries one and the same credential are returned; anything
+    malformed is skipped (the caller then simply fetches a fresh token). Expired tokens are
+    returned too: the caller decides what is still valid at its `now`.
+    """
+    try:
+        auths = json.loads(dockerconfigjson).get("auths", {})
+        index = json.loads(tokens_annotation)
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(auths, Mapping) or not isinstance(index, Mapping):
+        return {}
+    out: dict[str, RegistryToken] = {}
+    for registry, meta in index.items():
+        try:
+            domains = tuple(sorted(str(d) for d in meta["domains"]))
+            expires = datetime.strptime(meta["expires"], _TS).replace(tzinfo=UTC)
+            obtained = datetime.strptime(meta["obtained"], _TS).replace(tzinfo=UTC)
+            creds = {(auths[d]["username"], auths[d]["password"]) for d in domains}
+        except (KeyError, TypeError, ValueError):
+            continue
+        if len(creds) != 1 or not domains:
+            continue
+        username, password = creds.pop()
+        if not username or not password:
+            continue
+        out[str(registry)] = RegistryToken(
+            registry=str(registry),
+            username=str(username),
+            password=Sensitive(str(password)),
+            expires_at=expires,
+            obtained_at=obtained,
+            domains=domains,
+            source=source,
+        )
+    return out

@@ -25,6 +25,10 @@ REGISTRIES_ANNOTATION = "acr-helper/registries"
 #: Annotation on the managed Secret: sha256 of the rendered `.dockerconfigjson` (lets a fresh
 #: process compare content without keeping plaintext in memory).
 DIGEST_ANNOTATION = "acr-helper/content-digest"
+#: Annotation on the managed Secret: per registry, the domains it serves and its token's expiry
+#: and issue time (JSON, no secrets). Lets a restarted or newly elected controller adopt the
+#: tokens a Secret already holds instead of rewriting every Secret with fresh ones.
+TOKENS_ANNOTATION = "acr-helper/tokens"
 DEFAULT_SECRET_NAME = "acr-credential-helper"  # noqa: S105 - a name, not a secret
 DOCKERCONFIGJSON_TYPE = "kubernetes.io/dockerconfigjson"
 DOCKERCONFIGJSON_KEY = ".dockerconfigjson"

@@ -23,3 +23,17 @@ def read_secret_data(
     finally:
         clients.close()
     return secret_data(obj).to_dict()
+
+
+def read_secret_with(
+    clients: KubeClients, namespace: str, name: str
+) -> tuple[dict[str, str], dict[str, str]] | None:
+    """(decoded data, annotations) of Secret namespace/name through existing clients; None when absent."""
+    try:
+        obj = clients.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    annotations = {str(k): str(v) for k, v in ((obj.get("metadata") or {}).get("annotations") or {}).items()}
+    return secret_data(obj).to_dict(), annotations

@@ -145,6 +145,30 @@ class TokenCache:
             next_wakeup=next_wakeup(list(statuses.values()), threshold, now),
         )
 
+    def adopt(
+        self,
+        key: str,
+        registry: RegistryConfig,
+        token: RegistryToken,
+        *,
+        rrsa_enabled: bool,
+        now: datetime,
+    ) -> bool:
+        """Take over a token an existing Secret already holds (after a restart or a leader
+        change), so the Secrets are not all rewritten with a fresh one. Only when nothing is known
+        for `key` yet, the token is valid at `now`, and it serves the configured domains."""
+        if key in self._statuses or not token.valid_at(now):
+            return False
+        if registry.domains is not None and {d.lower() for d in registry.domains} != set(token.domains):
+            return False
+        self._statuses[key] = TokenStatus(
+            registry=key,
+            token=token,
+            last_success_at=token.obtained_at,
+        )
+        self._fingerprints[key] = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
+        return True
+
     def statuses(self) -> dict[str, TokenStatus]:
         return dict(self._statuses)
 

@@ -18,6 +18,7 @@ from acr_helper.core.model import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     REGISTRIES_ANNOTATION,
+    TOKENS_ANNOTATION,
     ClusterView,
     NamespaceInfo,
     RegistryToken,
@@ -112,6 +113,12 @@ def test_annotations_hold_expiry_registries_and_digest():
     }
     d = desired_state(VIEW, config(namespaces=("default",)), tokens, NOW)
     ann = dict(d.secrets["default"].annotations)
+    index = json.loads(ann.pop(TOKENS_ANNOTATION))
+    assert index == {
+        "cri-a": {"domains": ["a.example.com"], "expires": "2026-11-28T23:00:00Z", "obtained": "2026-11-28T22:00:00Z"},
+        "cri-b": {"domains": ["b.example.com"], "expires": "2026-11-29T00:00:00Z", "obtained": "2026-11-28T22:00:00Z"},
+    }
+    assert "fake" not in json.dumps(index) and "password" not in json.dumps(index)
     assert ann == {
         EXPIRY_ANNOTATION: "2026-11-28T23:00:00Z",
         REGISTRIES_ANNOTATION: "cri-a,cri-b",

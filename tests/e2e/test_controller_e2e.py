@@ -238,8 +238,13 @@ def test_restart_with_one_registry_failing_keeps_its_domains(cluster, cloud, run
     cluster.add_namespace("team-a")
     first = run_controller()
     wait_for(converged(cluster, "team-a"), what="team-a")
-    before = cluster.secret("team-a")
     assert first.stop() == 0
+    # a Secret without the tokens index (as an older version wrote it) cannot be adopted from,
+    # so the new process must fetch — and the EE call fails
+    stripped = cluster.secret("team-a")
+    del stripped["metadata"]["annotations"]["acr-helper/tokens"]
+    cluster.api.update(stripped)
+    before = cluster.secret("team-a")
     cloud.inject_fault("GetAuthorizationToken", "500", times=None)
     second = run_controller()
     wait_for(lambda: (second.metric("acr_helper_token_refresh_total", registry=EE_KEY, result="error") or 0) >= 1,
@@ -265,3 +270,27 @@ def test_configmap_deleted_then_restart_removes_nothing(cluster, cloud, run_cont
     time.sleep(1.5)
     assert cluster.secret("team-a") is not None
     assert SECRET in cluster.pulls("team-a")
+
+
+def test_restart_adopts_the_tokens_secrets_hold_and_rewrites_nothing(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    for name in ("team-a", "team-b"):
+        cluster.add_namespace(name)
+    first = run_controller()
+    for name in ("team-a", "team-b"):
+        wait_for(converged(cluster, name), what=name)
+    time.sleep(0.5)
+    assert first.stop() == 0
+    versions = {n: cluster.secret(n)["metadata"]["resourceVersion"] for n in ("team-a", "team-b")}
+    token_calls = cloud.calls("GetAuthorizationToken") + cloud.calls("PersonalToken")
+    writes = len(cluster.writes())
+    second = run_controller()
+    time.sleep(1.5)
+    assert {n: cluster.secret(n)["metadata"]["resourceVersion"] for n in ("team-a", "team-b")} == versions
+    assert len(cluster.writes()) == writes
+    assert cloud.calls("GetAuthorizationToken") + cloud.calls("PersonalToken") == token_calls
+    assert "adopted the tokens" in second.logs()
+    # and the adopted tokens serve new namespaces too
+    cluster.add_namespace("team-c")
+    wait_for(converged(cluster, "team-c"), what="team-c")
+    assert decode_auths(cluster.secret("team-c")) == decode_auths(cluster.secret("team-a"))
