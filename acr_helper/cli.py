@@ -1,7 +1,9 @@
 """Command line: `acr-helper {run,sandbox,plan,check}`.
 
 Every flag can also come from the environment as `ACR_HELPER_<FLAG>` (upper case, dashes as
-underscores), e.g. `ACR_HELPER_KUBE_QPS=50`. A flag given on the command line wins.
+underscores), e.g. `ACR_HELPER_KUBE_QPS=50`. A flag given on the command line wins. A variable is
+checked only when the chosen subcommand uses it and its flag is not given: a bad value is a usage
+error (exit 2) that names the variable, and never breaks another subcommand.
 Exit codes: 0 ok, 1 failure (invalid config, failed registry, failed pass), 2 usage error.
 """
 
@@ -25,8 +27,86 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
+_BOOL_ACTIONS = ("store_true", argparse.BooleanOptionalAction)
+
+
+class _EnvValue:
+    """A flag's default taken from `ACR_HELPER_<FLAG>`, still unchecked.
+
+    It is converted (and checked) only after parsing, and only when it is still the value of its
+    flag: the flag belongs to the chosen subcommand and was not given on the command line. So a
+    bad value breaks only the subcommand that uses it, and the error names the variable.
+    """
+
+    __slots__ = ("boolean", "choices", "flag", "name", "parser", "raw", "type")
+
+    def __init__(
+        self,
+        name: str,
+        raw: str,
+        flag: str,
+        *,
+        boolean: bool,
+        type: Callable[[str], object] | None,
+        choices: Sequence[object] | None,
+        parser: argparse.ArgumentParser,
+    ) -> None:
+        self.name, self.raw, self.flag = name, raw, flag
+        self.boolean, self.type, self.choices, self.parser = boolean, type, choices, parser
+
+    def __repr__(self) -> str:
+        return f"<from {self.name}>"
+
+    def resolve(self) -> object:
+        """The converted value; exits through the subcommand's parser (code 2) when it is bad."""
+        if self.boolean:
+            low = self.raw.strip().lower()
+            if low not in _TRUE | _FALSE:
+                self.parser.error(f"{self.name}={self.raw!r}: expected true or false (for {self.flag})")
+            return low in _TRUE
+        value: object = self.raw
+        if self.type is not None:
+            try:
+                value = self.type(self.raw)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                detail = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else ""
+                self.parser.error(
+                    f"{self.name}={self.raw!r}: not a valid value for {self.flag}" + (f" ({detail})" if detail else "")
+                )
+        if self.choices is not None and value not in self.choices:
+            shown = ", ".join(map(str, self.choices))
+            self.parser.error(f"{self.name}={self.raw!r}: expected one of {shown} (for {self.flag})")
+        return value
+
+
+def resolve_env_values(namespace: argparse.Namespace) -> argparse.Namespace:
+    """Replace every still-unchecked `ACR_HELPER_<FLAG>` default in `namespace` by its value."""
+    for dest, value in sorted(vars(namespace).items()):
+        if isinstance(value, _EnvValue):
+            setattr(namespace, dest, value.resolve())
+    return namespace
+
+
+class EnvArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that resolves `ACR_HELPER_<FLAG>` defaults after parsing.
+
+    Subparsers are of this class too (argparse creates them with the parent's class), so the
+    values of the chosen subcommand are checked by its own parser: errors read
+    `acr-helper <command>: error: ACR_HELPER_<FLAG>=...`.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        return resolve_env_values(parsed), rest
+
+
 class _EnvDefaults:
-    """Adds `ACR_HELPER_<FLAG>` defaults to a parser and documents them in --help."""
+    """Adds `ACR_HELPER_<FLAG>` defaults to a parser and documents them in --help.
+
+    Nothing is converted or checked here (see `_EnvValue`): building the parser never fails.
+    """
 
     def __init__(self, parser: argparse.ArgumentParser, environ: dict[str, str]) -> None:
         self.parser = parser
@@ -39,18 +119,17 @@ class _EnvDefaults:
         kwargs["help"] = f"{help_text} [env {name}]".strip()
         action = kwargs.get("action")
         if name in self.environ:
-            raw = self.environ[name]
-            if action in ("store_true", argparse.BooleanOptionalAction):
-                low = raw.strip().lower()
-                if low not in _TRUE | _FALSE:
-                    self.parser.error(f"{name}={raw!r}: expected true or false")
-                kwargs["default"] = low in _TRUE
-            else:
-                typ = kwargs.get("type")
-                try:
-                    kwargs["default"] = typ(raw) if callable(typ) else raw
-                except (TypeError, ValueError):
-                    self.parser.error(f"{name}={raw!r}: not a valid value for {long_flag}")
+            typ = kwargs.get("type")
+            choices = kwargs.get("choices")
+            kwargs["default"] = _EnvValue(
+                name,
+                self.environ[name],
+                long_flag,
+                boolean=action in _BOOL_ACTIONS,
+                type=typ if callable(typ) else None,
+                choices=list(choices) if isinstance(choices, list | tuple) else None,
+                parser=self.parser,
+            )
         self.parser.add_argument(*flags, **kwargs)  # type: ignore[arg-type]
 
 
@@ -125,7 +204,7 @@ def _duration_seconds(text: str) -> float:
 
 def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:
     environ = dict(os.environ if environ is None else environ)
-    parser = argparse.ArgumentParser(
+    parser = EnvArgumentParser(
         prog="acr-helper",
         description=(
             "Keeps Alibaba Cloud Container Registry pull Secrets fresh in Kubernetes namespaces. "
