@@ -1697,6 +1697,7 @@ def load_configmap_manifest(text: str) -> tuple[dict[str, str] | None, list[Conf
         return None, report.messages()
     report.protect(text)
     text = _normalise_text(mk, text, report)
+    report.protect(text)  # the same words, as read (odd spaces made plain)
     if _bad_character(mk, text, report):
         return None, report.messages()
     loader: yaml.SafeLoader | None = None
