@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        header_params=headers, body=body,
                                                        auth_settings=["BearerToken"])
         resp = api.call_api(m, url, h, payload, post, _request_timeout=(10.0, 30.0))
-        data = resp.read()
+        data = resp.read()  # type: ignore[no-untyped-call]
         if not 200 <= resp.status <= 299:
             raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
         return json.loads(data) if data else {}
@@ -107,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.watch:
         import urllib3
 
-        pool = urllib3.PoolManager()
+        http = urllib3.PoolManager()
         base = cfg.host.rstrip("/")
 
         def watch(path: str) -> None:
-            r = pool.request("GET", f"{base}{path}", preload_content=False, timeout=urllib3.Timeout(read=3600))
+            r = http.request("GET", f"{base}{path}", preload_content=False, timeout=urllib3.Timeout(read=3600))
             buf = b""
             for chunk in r.stream(65536):
                 buf += chunk

@@ -152,7 +152,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str]) -> int:
             view = c.snapshot()
             secrets = sum(1 for s in view.secrets.values() if s.owned)
             entries = sum(1 for a in view.service_accounts.values() if "acr-credential-helper" in a.image_pull_secrets)
-            return secrets >= n and entries >= 2 * n
+            return bool(secrets >= n and entries >= 2 * n)
 
         while not converged():
             time.sleep(0.5)

@@ -139,7 +139,7 @@ def bucket_excess(times: list[float], qps: float, burst: int) -> float:
         tokens = min(float(burst), tokens + (t - last) * qps) - 1.0
         last = t
         worst = min(worst, tokens)
-    return round(-worst, 1)
+    return round(max(0.0, -worst), 1)
 
 
 def max_in_window(times: list[float], width: float = 1.0) -> int:
@@ -378,8 +378,8 @@ def run_controller(n: int, args: argparse.Namespace, parts: set[str], workdir: p
         t0 = ctl.t_start
 
         def converged() -> bool:
-            s, a = tracker.progress()  # type: ignore[union-attr]
-            return (s >= n and a >= len(SELECTED) * n) or not ctl.alive()  # type: ignore[union-attr]
+            s, a = tracker.progress()
+            return (s >= n and a >= len(SELECTED) * n) or not ctl.alive()
 
         ok = wait_until(converged, converge_budget, 0.005)
         if not ctl.alive():

@@ -25,7 +25,8 @@ def run_scale(*extra: str, timeout: float = 240) -> dict[str, Any]:
                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stderr[-4000:]
     doc: dict[str, Any] = json.loads(out.stdout)
-    return doc["results"][str(N)]
+    res: dict[str, Any] = doc["results"][str(N)]
+    return res
 
 
 def check_cold(res: dict[str, Any]) -> None:
