@@ -158,7 +158,7 @@ def _offline_source(service: TokenService, registry: RegistryConfig, rrsa_enable
     try:
         return service.credential_source(registry, rrsa_enabled=rrsa_enabled)
     except TokenError:
-        hint = registry.credential_hint()
+        hint = registry.credential_hint(rrsa_enabled=rrsa_enabled)
         return hint.replace("secret-ref(", "secret-ref(Secret ") if hint.startswith("secret-ref(") else hint
 
 
