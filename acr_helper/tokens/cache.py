@@ -13,10 +13,13 @@ from datetime import datetime, timedelta
 
 from acr_helper.core.config import RegistryConfig
 from acr_helper.core.model import RegistryToken
-from acr_helper.core.policy import TokenStatus, backoff_delay, decide, next_wakeup
+from acr_helper.core.policy import RefreshDecision, TokenStatus, backoff_delay, decide, next_wakeup
 from acr_helper.settings import TokenSettings
 from acr_helper.tokens.errors import TokenError
 from acr_helper.tokens.service import TokenService
+
+#: at most this much earlier than due, a registry is refreshed together with one that is due
+COALESCE_WINDOW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,25 @@ class TokenCache:
         attempted: list[str] = []
         results: list[tuple[str, str]] = []
         errors: list[TokenError] = []
+        fingerprints: dict[str, str] = {}
+        decisions = {}
         for key, registry in registries.items():
             status = self._statuses.get(key)
-            fingerprint = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
-            changed = status is not None and self._fingerprints.get(key) != fingerprint
-            decision = decide(status, threshold, now, changed=changed)
+            fingerprints[key] = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
+            changed = status is not None and self._fingerprints.get(key) != fingerprints[key]
+            decisions[key] = (changed, decide(status, threshold, now, changed=changed))
+        # Every rotation rewrites every Secret: when one registry is due, refresh the others that
+        # would fall due soon in the same pass, so a rotation costs one write per namespace, not
+        # one per registry (their jittered due times are seconds to a minute apart).
+        window = min(threshold / 2, COALESCE_WINDOW)
+        if any(d.due for _, d in decisions.values()):
+            for key, (changed, d) in decisions.items():
+                if not d.due and d.reason == "fresh" and d.next_at is not None and d.next_at - now <= window:
+                    decisions[key] = (changed, RefreshDecision(True, "coalesced", None))
+        for key, registry in registries.items():
+            status = self._statuses.get(key)
+            fingerprint = fingerprints[key]
+            changed, decision = decisions[key]
             if not decision.due:
                 continue
             attempted.append(key)

@@ -157,3 +157,25 @@ def test_one_call_per_registry_per_rotation_no_matter_how_often_refresh_runs() -
     per_key = {k: sum(1 for c, _ in svc.calls if c == k) for k in regs}
     # 1h tokens refreshed ~15 min before expiry: one call every ~45 min -> 7 per key in 5 h
     assert all(6 <= n <= 7 for n in per_key.values()), per_key
+
+
+def test_registries_due_within_the_window_rotate_together() -> None:
+    """One rotation pass, not one per registry: each rotation rewrites every Secret."""
+    _svc, cache, regs = make(("a", "b", "c"))
+    refresh(cache, regs, T0)
+    now = T0
+    rotation_passes = []
+    while now < T0 + timedelta(hours=3):
+        r = refresh(cache, regs, now)
+        if r.attempted:
+            rotation_passes.append(r.attempted)
+        now += timedelta(seconds=5)
+    assert rotation_passes and all(p == ("a", "b", "c") for p in rotation_passes), rotation_passes
+
+
+def test_a_registry_far_from_due_is_not_pulled_forward() -> None:
+    _svc, cache, regs = make(("a", "b"))
+    refresh(cache, {"a": regs["a"]}, T0)
+    refresh(cache, regs, T0 + timedelta(minutes=30))  # b fetched 30 min later
+    r = refresh(cache, regs, T0 + timedelta(minutes=46))  # a due; b due only at ~75 min
+    assert r.attempted == ("a",)
