@@ -54,7 +54,8 @@ def test_malformed_input_adopts_nothing():
 def test_a_registry_whose_domains_disagree_is_not_adopted():
     doc = ('{"auths":{"a.example.com":{"auth":"","password":"p1","username":"u"},'
            '"b.example.com":{"auth":"","password":"p2","username":"u"}}}')
-    index = '{"cri-a":{"domains":["a.example.com","b.example.com"],"expires":"2026-11-28T23:00:00Z","obtained":"2026-11-28T22:00:00Z"}}'
+    index = ('{"cri-a":{"domains":["a.example.com","b.example.com"],'
+             '"expires":"2026-11-28T23:00:00Z","obtained":"2026-11-28T22:00:00Z"}}')
     assert adopt(doc, index) == {}
 
 
