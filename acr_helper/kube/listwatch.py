@@ -90,13 +90,22 @@ def parse_event(line: bytes | str) -> WatchEvent | None:
     return WatchEvent(type=etype, object=obj)
 
 
+#: a server asking for a longer pause than this is retried after this anyway (the watch is our
+#: only view of the cluster)
+MAX_RETRY_AFTER = 60.0
+
+
 class Restart(Exception):
     """Ends one watch round; `relist` says whether the store must be listed again."""
 
-    def __init__(self, reason: str, relist: bool, detail: str = "", healthy: bool = False) -> None:
+    def __init__(
+        self, reason: str, relist: bool, detail: str = "", healthy: bool = False, retry_after: float = 0.0
+    ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.relist = relist
+        #: the server's Retry-After (seconds): the next round waits at least this long
+        self.retry_after = retry_after
         #: the round did useful work (events arrived, or the stream lived long enough): a
         #: reconnect needs no backoff
         self.healthy = healthy
@@ -111,7 +120,7 @@ def classify_error(exc: BaseException) -> Restart:
             return Restart(GONE, True, error_message(exc))
         if is_too_large_rv(exc):
             return Restart(TOO_LARGE_RV, True, error_message(exc))
-        return Restart(ERROR, False, error_message(exc))
+        return Restart(ERROR, False, error_message(exc), retry_after=_retry_after_of(exc))
     name = type(exc).__name__
     inner = getattr(exc, "reason", None)  # urllib3 MaxRetryError wraps the real cause
     if "ReadTimeout" in name or "ReadTimeout" in type(inner).__name__:
@@ -119,6 +128,15 @@ def classify_error(exc: BaseException) -> Restart:
     if isinstance(exc, TRANSPORT_ERRORS):
         return Restart(TRANSPORT_ERROR, False, f"{name}: {exc}")
     return Restart(ERROR, False, f"{name}: {exc}")
+
+
+def _retry_after_of(exc: ApiException) -> float:
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        value = headers.get("Retry-After") or headers.get("retry-after")
+        return min(MAX_RETRY_AFTER, max(0.0, float(value))) if value else 0.0
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def status_event_restart(status: Mapping[str, Any]) -> Restart:
@@ -280,7 +298,7 @@ class ListWatcher:
         if restart.reason == GONE and self.failures == 1:
             return 0.0  # one 410 is routine: relist at once
         base = min(self.backoff_max, self.backoff_initial * (2 ** (self.failures - 1)))
-        return float(base * (0.5 + 0.5 * self._rng.random()))
+        return max(restart.retry_after, float(base * (0.5 + 0.5 * self._rng.random())))
 
     def record(self, restart: Restart) -> None:
         self.restarts[restart.reason] += 1

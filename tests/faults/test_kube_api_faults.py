@@ -32,7 +32,7 @@ _URLLIB3 = ("only urllib3's default Retry honours Retry-After, and only for 429/
 #: docs/reliability.md). The test still asserts convergence for them, then xfails; if the retry
 #: is ever late enough, it fails and asks for the entry to be removed (xfail strict).
 KNOWN_EARLY: dict[tuple[str, int], str] = {
-    ("watch", 500): "Retry-After on a 500 to a watch connect is not carried into the list/watch backoff",
+
 }
 
 

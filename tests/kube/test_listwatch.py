@@ -389,3 +389,16 @@ def test_run_counts_restarts_and_stop_returns_quickly_even_when_a_read_blocks() 
     assert restarts == [("namespaces", STREAM_ENDED), ("namespaces", GONE)]
     assert names(store) == ["a", "b"]
     assert dict(w.restarts) == {STREAM_ENDED: 1, GONE: 1}
+
+
+def test_retry_after_on_a_failed_watch_connect_is_honoured():
+    from kubernetes.client import ApiException
+
+    from acr_helper.kube.listwatch import Restart, classify_error
+
+    exc = ApiException(status=500, reason="Internal Server Error")
+    exc.headers = {"Retry-After": "3"}
+    restart = classify_error(exc)
+    assert isinstance(restart, Restart) and restart.retry_after == 3.0
+    exc.headers = {"Retry-After": "3600"}
+    assert classify_error(exc).retry_after == 60.0  # capped: the watch is our only view
