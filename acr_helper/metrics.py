@@ -11,7 +11,7 @@ No label carries a namespace: cardinality stays bounded by the number of registr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -81,9 +81,10 @@ class _StateCollector(Collector):
             "1 when the acr-configuration ConfigMap in force parsed without errors, else 0.",
             value=1.0 if snap.config_valid else 0.0,
         )
+        leader = self._metrics.leader_now(snap)
         yield GaugeMetricFamily(
             "acr_helper_leader", "1 when this replica holds the leader lease (or runs without election).",
-            value=1.0 if snap.leader else 0.0,
+            value=1.0 if leader else 0.0,
         )
         if snap.last_pass_success_at is not None:
             yield GaugeMetricFamily(
@@ -103,6 +104,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
         self._snapshot = StatusSnapshot()
+        self._leader_source: Callable[[], bool] | None = None
         self.token_refresh_total = Counter(
             "acr_helper_token_refresh_total",
             "Token refresh attempts by registry and result (success|error).",
@@ -154,6 +156,18 @@ class Metrics:
     def snapshot(self) -> StatusSnapshot:
         with self._lock:
             return self._snapshot
+
+    def set_leader_source(self, source: Callable[[], bool]) -> None:
+        """Read leadership live at scrape time (a lease can lapse between two passes)."""
+        self._leader_source = source
+
+    def leader_now(self, snap: StatusSnapshot) -> bool:
+        if self._leader_source is not None:
+            try:
+                return bool(self._leader_source())
+            except Exception:  # a scrape never fails because of this
+                return snap.leader
+        return snap.leader
 
     def kube_request(self, verb: str, resource: str, code: int) -> None:
         self.kube_requests_total.labels(verb=verb, resource=resource, code=str(code)).inc()

@@ -165,6 +165,7 @@ class Controller:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         s = self.settings
+        self.metrics.set_leader_source(lambda: self.elector.is_leader() if self.elector is not None else self._leader)
         self.server = EndpointServer(s.server.metrics_bind_address, self.metrics.registry, self.health)
         self.server.start()
         self.clients = KubeClients(s.kube, on_request=self.metrics.kube_request)

@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.e2e]
 RETRY_AFTER = 2
 EE_ONLY = f'- instanceId: "{EE}"\n'
 
-_URLLIB3 = ("only urllib3's default Retry honours Retry-After, and only for 429/503 on idempotent "
-            "methods; kube/client.request_json retries only 429")
-#: (verb, code) whose retry comes sooner than Retry-After asked: known bugs, reported (see
-#: docs/reliability.md). The test still asserts convergence for them, then xfails; if the retry
-#: is ever late enough, it fails and asks for the entry to be removed (xfail strict).
-KNOWN_EARLY: dict[tuple[str, int], str] = {
-
 }
 
 
