@@ -26,7 +26,10 @@ pytestmark = [pytest.mark.e2e]
 RETRY_AFTER = 2
 EE_ONLY = f'- instanceId: "{EE}"\n'
 
-}
+#: (verb, code) whose retry comes sooner than Retry-After asked: known bugs (see
+#: docs/reliability.md). The test still asserts convergence for them, then xfails; if the retry
+#: is ever late enough, it fails and asks for the entry to be removed (xfail strict). None now.
+KNOWN_EARLY: dict[tuple[str, int], str] = {}
 
 
 def _where(verb: str) -> dict[str, Any]:
