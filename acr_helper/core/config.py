@@ -369,6 +369,19 @@ def _mask_quoted(message: str) -> str:
     return _MESSAGE_FRAGMENT.sub(one, message)
 
 
+def _unknown_field(
+    report: _Report, key: str, name: str, known: tuple[str, ...] | list[str], *, line: int | None, field: str
+) -> None:
+    near = _nearest(name, known)
+    report.warn(
+        key,
+        f"unknown field `{name}` ignored"
+        + (f"; did you mean `{near}`?" if near else f"; known fields: {', '.join(known)}"),
+        line=line,
+        field=field,
+    )
+
+
 def _nearest(name: str, candidates: tuple[str, ...] | list[str]) -> str | None:
     lowered = {c.lower(): c for c in candidates}
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
@@ -918,14 +931,7 @@ def _parse_flag_mapping(
     for name, vnode, line in _mapping_items(key, node, report):
         canon, exact = _resolve_key(name, known)
         if canon is None:
-            near = _nearest(name, known)
-            report.warn(
-                key,
-                f"unknown field `{name}` ignored"
-                + (f"; did you mean `{near}`?" if near else f"; known fields: {', '.join(known)}"),
-                line=line,
-                field=name,
-            )
+            _unknown_field(report, key, name, known, line=line, field=name)
             continue
         if not exact:
             report.warn(key, f"`{name}` read as `{canon}`; write it as `{canon}`", line=line, field=canon)
@@ -1121,14 +1127,7 @@ def _parse_registry(key: str, index: int, node: yaml.Node, report: _Report) -> R
     for name, vnode, kline in _mapping_items(key, node, report, field=where):
         canon, exact = _resolve_key(name, known)
         if canon is None:
-            near = _nearest(name, known)
-            report.warn(
-                key,
-                f"unknown field `{name}` ignored"
-                + (f"; did you mean `{near}`?" if near else f"; known fields: {', '.join(known)}"),
-                line=kline,
-                field=f"{where}.{name}",
-            )
+            _unknown_field(report, key, name, known, line=kline, field=f"{where}.{name}")
             continue
         if not exact:
             report.warn(
