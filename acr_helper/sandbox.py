@@ -97,7 +97,8 @@ class Sandbox:
     # -------------------------------------------------------------- fakes
     def start_fakes(self) -> None:
         o = self.options
-        self.api = FakeKubeAPI().start(port=o.api_port)
+        # like a real cluster, every new namespace gets its `default` ServiceAccount
+        self.api = FakeKubeAPI(default_service_accounts=True).start(port=o.api_port)
         self.emulator = AliyunEmulator(region=SANDBOX_REGION, token_lifetime=o.token_lifetime).start()
         for instance_id, name in SANDBOX_INSTANCES:
             self.emulator.add_instance(instance_id, region=SANDBOX_REGION, name=name)
@@ -120,7 +121,9 @@ class Sandbox:
             resource = _RESOURCES[obj["kind"]]
             if self.api.get(resource, ns, meta["name"]) is None:
                 self.api.create(obj)
-                count += 1
+            else:  # e.g. the `default` ServiceAccount the namespace got on creation
+                self.api.update(obj)
+            count += 1
         return count
 
     def settings(self, *, once: bool) -> Settings:
@@ -217,13 +220,15 @@ class Sandbox:
                          f"{','.join(sa['imagePullSecrets']) or '-'}")
         return "\n".join(lines)
 
-    def summary_line(self) -> str:
+    def summary_line(self, *, countdown: bool = True) -> str:
+        """Managed Secrets, config validity, and per registry its expiry (or failures)."""
         snap = self.metrics.snapshot()
         parts = [f"managed secrets={snap.managed_secrets}", f"config valid={'yes' if snap.config_valid else 'NO'}"]
         now = time.time()
         for reg, st in sorted(snap.tokens.items()):
             if st.token is not None:
-                parts.append(f"{reg}: expires in {int(st.token.expires_at.timestamp() - now)}s")
+                left = f"expires in {int(st.token.expires_at.timestamp() - now)}s" if countdown else "token ok"
+                parts.append(f"{reg}: {left}")
             if st.failures:
                 parts.append(f"{reg}: {st.failures} failures")
         return ", ".join(parts)

@@ -45,15 +45,19 @@ def main(args: argparse.Namespace) -> int:
         print(f"cloud emulator:    {box.emulator.url}")
         print(f"metrics:           {box.metrics_url}/metrics")
         print(f"look with kubectl: kubectl --kubeconfig {box.kubeconfig} get secrets,sa -A")
-        print("try:              kubectl --kubeconfig "
-              f"{box.kubeconfig} create namespace demo   (a Secret appears within a second)")
+        print("add a namespace:   curl -s -XPOST -H 'Content-Type: application/json' "
+              f"{box.api.url}/api/v1/namespaces -d '{{\"metadata\":{{\"name\":\"demo\"}}}}'")
+        print("                   (kubectl writes send protobuf, which the fake server does not speak;")
+        print("                    kubectl reads work)   A Secret appears within a second.")
         print("Ctrl-C stops.")
         last = ""
+        last_print = 0.0
         while not box.wait(1.0):
             line = box.summary_line()
-            if line != last:
+            steady = box.summary_line(countdown=False)
+            if steady != last or time.monotonic() - last_print >= 60:
                 print(time.strftime("%H:%M:%S"), line, flush=True)
-                last = line
+                last, last_print = steady, time.monotonic()
         return box.exit_code or 0
     except KeyboardInterrupt:
         print("\nstopping", file=sys.stderr)
