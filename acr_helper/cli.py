@@ -192,6 +192,8 @@ def _run_flags(env: _EnvDefaults) -> None:
     env.add("--resync-period", type=_duration_seconds, default=600.0, help="full resync interval (e.g. 10m, 90s)")
     env.add("--kube-qps", type=float, default=20.0, help="client-side rate limit on Kubernetes requests per second")
     env.add("--kube-burst", type=int, default=40, help="client-side burst above --kube-qps")
+    env.add("--apply-workers", type=int, default=1,
+            help="parallel writers when applying a plan (a namespace's actions stay in order on one)")
     env.add("--grace-period", type=float, default=20.0, help="seconds the current apply may take after SIGTERM")
     env.add("--once", action="store_true", default=False, help="one full pass, then exit (non-zero when it failed)")
 

@@ -28,6 +28,8 @@ class KubeSettings:
     """Client-side rate limit on Kubernetes requests (requests per second, sustained)."""
     burst: int = 40
     """Client-side rate limit: how many requests may go at once above qps."""
+    apply_workers: int = 1
+    """Parallel writers when applying a plan; each namespace's actions stay in order on one writer."""
     watch_timeout_seconds: int = 300
     """Server-side watch timeout (the server ends the watch after this; we reconnect)."""
     request_timeout: tuple[float, float] = (10.0, 30.0)

@@ -32,6 +32,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             secret_name=args.secret_name,
             qps=args.kube_qps,
             burst=args.kube_burst,
+            apply_workers=max(1, args.apply_workers),
         ),
         tokens=token_settings(args),
         runtime=RuntimeSettings(

@@ -26,8 +26,11 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,18 +138,39 @@ class Applier:
         """Execute the actions in order. With `view` (the snapshot the plan was made from),
         ServiceAccount edits start with one optimistic write on the viewed resourceVersion instead
         of GET + PUT; any conflict falls back to read-modify-update on fresh state."""
-        results: list[ApplyResult] = []
-        stopped = False
         self._view = view
-        for action in plan.actions:
-            if not stopped and not should_continue():
-                stopped = True
-            if stopped:
-                results.append(ApplyResult(action, False, 0, "not attempted: stopping", skipped=True))
-                continue
-            seen = view.service_accounts.get((action.namespace, action.name)) if view is not None else None
-            results.append(self.apply_one(action, seen_sa=seen))
-        return results
+        actions = plan.actions
+        workers = max(1, self._settings.apply_workers)
+        if workers == 1 or len(actions) < 2 * workers:
+            lanes = [list(enumerate(actions))]
+        else:
+            # one lane per worker; all of a namespace's actions stay in one lane, in plan order
+            # (its Secret is written before its ServiceAccounts are pointed at it)
+            lanes = [[] for _ in range(workers)]
+            for i, action in enumerate(actions):
+                lanes[zlib.crc32(action.namespace.encode()) % workers].append((i, action))
+        results: list[ApplyResult | None] = [None] * len(actions)
+        stopped = threading.Event()
+
+        def run(lane: list[tuple[int, Action]]) -> None:
+            for i, action in lane:
+                if not stopped.is_set() and not should_continue():
+                    stopped.set()
+                if stopped.is_set():
+                    results[i] = ApplyResult(action, False, 0, "not attempted: stopping", skipped=True)
+                    continue
+                seen = view.service_accounts.get((action.namespace, action.name)) if view is not None else None
+                results[i] = self.apply_one(action, seen_sa=seen)
+
+        lanes = [lane for lane in lanes if lane]
+        if len(lanes) <= 1:
+            for lane in lanes:
+                run(lane)
+        else:
+            with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="apply") as pool:
+                for future in [pool.submit(run, lane) for lane in lanes]:
+                    future.result()
+        return [r for r in results if r is not None]
 
     def apply_one(self, action: Action, *, seen_sa: ServiceAccountInfo | None = None) -> ApplyResult:
         try:

@@ -318,3 +318,39 @@ def test_delete_with_a_stale_resource_version_rechecks_ownership(fake: Any, appl
     [r] = applier.apply(Plan((delete(ns_a, rv),)))
     assert not r.ok and "label" in r.message
     assert fake.get("secrets", ns_a, o.SECRET) is not None
+
+
+def test_parallel_writers_keep_each_namespace_in_order(fake: Any, clients: KubeClients, settings: KubeSettings) -> None:
+    from dataclasses import replace
+
+    names = [f"p{i:02d}" for i in range(40)]
+    for ns in names:
+        fake.create(o.namespace(ns))
+        fake.create(o.service_account(ns, "default"))
+    actions = tuple(a for ns in names for a in (create(ns), sa_add(ns)))
+    # a plan in the documented order: every Secret first, then every ServiceAccount
+    ordered = tuple(a for a in actions if a.kind == "Secret") + tuple(a for a in actions if a.kind != "Secret")
+    applier = Applier(clients, replace(settings, apply_workers=4), sleep=lambda s: None)
+    results = applier.apply(Plan(actions=ordered))
+    assert [r.action for r in results] == list(ordered)  # results in plan order
+    assert all(r.ok for r in results), [r.message for r in results if not r.ok]
+    for ns in names:
+        assert dockercfg(fake, ns)
+        assert pulls(fake, ns) == ["acr-credential-helper"]
+        # within a namespace the Secret was written before its ServiceAccount was pointed at it
+        log = [(r.verb, r.resource) for r in fake.requests if r.namespace == ns and r.verb in ("create", "patch", "update")]
+        assert log.index(("create", "secrets")) < next(i for i, x in enumerate(log) if x[1] == "serviceaccounts")
+
+
+def test_parallel_writers_stop_together(fake: Any, clients: KubeClients, settings: KubeSettings) -> None:
+    from dataclasses import replace
+
+    names = [f"s{i:02d}" for i in range(20)]
+    for ns in names:
+        fake.create(o.namespace(ns))
+    budget = iter(range(5))
+    applier = Applier(clients, replace(settings, apply_workers=4), sleep=lambda s: None)
+    results = applier.apply(Plan(actions=tuple(create(ns) for ns in names)),
+                            should_continue=lambda: next(budget, None) is not None)
+    assert sum(1 for r in results if r.skipped) >= 15
+    assert sum(1 for r in results if r.ok) <= 5
