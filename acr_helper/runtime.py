@@ -29,7 +29,15 @@ from acr_helper.core.config import AcrConfig, ConfigResult, parse_config
 from acr_helper.core.desired import desired_state
 from acr_helper.core.diff import plan as make_plan
 from acr_helper.core.dockercfg import adopt
-from acr_helper.core.model import DOCKERCONFIGJSON_KEY, EXPIRY_ANNOTATION, TOKENS_ANNOTATION, ClusterView, Plan
+from acr_helper.core.model import (
+    DIGEST_ANNOTATION,
+    DOCKERCONFIGJSON_KEY,
+    TOKENS_ANNOTATION,
+    ClusterView,
+    Plan,
+    SecretInfo,
+    sha256_hex,
+)
 from acr_helper.endpoints import EndpointServer, Health
 from acr_helper.kube.apply import Applier
 from acr_helper.kube.cache import ClusterCache
@@ -492,20 +500,31 @@ class Controller:
         missing = {k for k in registries if k not in known}
         if not missing:
             return
-        best: tuple[int, str, str] | None = None
+        # Which content to trust: the one most of our Secrets hold, exactly as we last wrote it
+        # (data digest == our digest annotation). Anyone who may edit Secrets in a minority of
+        # namespaces can tamper with those copies, but cannot make the controller adopt their
+        # content and spread it to every other namespace.
+        groups: dict[str, list[SecretInfo]] = {}
+        total = 0
         for secret in view.secrets.values():
             if not secret.owned or TOKENS_ANNOTATION not in secret.annotations:
                 continue
-            try:
-                covered = len(missing & set(json.loads(secret.annotations[TOKENS_ANNOTATION])))
-            except (ValueError, TypeError):
-                continue
-            cand = (covered, secret.annotations.get(EXPIRY_ANNOTATION, ""), secret.namespace)
-            if covered and (best is None or cand[:2] > best[:2]):
-                best = cand
-        if best is None:
+            total += 1
+            if secret.data_digest and secret.data_digest == secret.annotations.get(DIGEST_ANNOTATION):
+                groups.setdefault(secret.data_digest, []).append(secret)
+        if not groups:
             return
-        namespace, name = best[2], self.settings.kube.secret_name
+        digest, holders = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        if len(holders) * 2 <= total:
+            log.info("no content is held by a majority of our Secrets: fetching fresh tokens")
+            return
+        try:
+            covered = missing & set(json.loads(holders[0].annotations[TOKENS_ANNOTATION]))
+        except (ValueError, TypeError):
+            return
+        if not covered:
+            return
+        namespace, name = sorted(h.namespace for h in holders)[0], self.settings.kube.secret_name
         try:
             got = read_secret_with(self.clients, namespace, name)
         except Exception as exc:  # adoption is an optimisation: on any failure, just fetch anew
@@ -514,6 +533,8 @@ class Controller:
             return
         if got is None:
             return
+        if sha256_hex(got[0].get(DOCKERCONFIGJSON_KEY, "").encode("utf-8")) != digest:
+            return  # changed since the snapshot: do not trust it
         data, annotations = got
         tokens = adopt(data.get(DOCKERCONFIGJSON_KEY, ""), annotations.get(TOKENS_ANNOTATION, ""))
         taken = [k for k in sorted(missing & set(tokens))

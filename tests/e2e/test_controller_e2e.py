@@ -296,3 +296,35 @@ def test_restart_adopts_the_tokens_secrets_hold_and_rewrites_nothing(cluster, cl
     cluster.add_namespace("team-c")
     wait_for(converged(cluster, "team-c"), what="team-c")
     assert decode_auths(cluster.secret("team-c")) == decode_auths(cluster.secret("team-a"))
+
+
+def test_a_tampered_secret_is_never_adopted_and_spread(cluster, cloud, run_controller):
+    import hashlib
+
+    cluster.set_config(BASE)
+    names = ("team-a", "team-b", "team-c")
+    for name in names:
+        cluster.add_namespace(name)
+    first = run_controller()
+    for name in names:
+        wait_for(converged(cluster, name), what=name)
+    assert first.stop() == 0
+    good = decode_auths(cluster.secret("team-b"))
+    # someone who may edit Secrets in team-a forges a complete, self-consistent copy there
+    forged = cluster.secret("team-a")
+    doc = {"auths": {d: {"username": "mallory", "password": "fake-forged-password",
+                         "auth": base64.b64encode(b"mallory:fake-forged-password").decode()} for d in good}}
+    content = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    ann = forged["metadata"]["annotations"]
+    index = json.loads(ann["acr-helper/tokens"])
+    for entry in index.values():
+        entry["expires"] = "2099-01-01T00:00:00Z"
+    ann["acr-helper/tokens"] = json.dumps(index, sort_keys=True, separators=(",", ":"))
+    ann["acr-helper/content-digest"] = hashlib.sha256(content.encode()).hexdigest()
+    ann["acr-helper/earliest-expiry"] = "2099-01-01T00:00:00Z"
+    forged["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
+    cluster.api.update(forged)
+    run_controller()
+    wait_for(lambda: decode_auths(cluster.secret("team-a")) == good, what="team-a repaired")
+    for name in ("team-b", "team-c"):
+        assert decode_auths(cluster.secret(name)) == good
