@@ -1064,18 +1064,43 @@ def _parse_registries(key: str, raw: str, report: _Report) -> tuple[RegistryConf
     return tuple(out)
 
 
+_CLUSTER_REGION = "the cluster's region"
+_PE_PREFIXES = ("registry", "registry-vpc", "registry-intl", "registry-intl-vpc")
+_PE_DOMAIN = re.compile(r"^(?:registry|registry-vpc|registry-intl|registry-intl-vpc)\.([a-z0-9-]+)\.aliyuncs\.com$")
+
+
+def personal_default_domains(region: str) -> tuple[str, ...]:
+    """The domains a Personal Edition entry without `domains` covers in `region`."""
+    return tuple(f"{p}.{region}.aliyuncs.com" for p in _PE_PREFIXES)
+
+
+def _region_label(reg: RegistryConfig) -> str:
+    return reg.region_id or _CLUSTER_REGION
+
+
+def _default_claim(reg: RegistryConfig) -> tuple[str, str, str]:
+    """What an entry without `domains` claims: the same tuple = the same default domains."""
+    region = reg.region_id.lower() if reg.region_id else _CLUSTER_REGION
+    return ("personal", "", region) if not reg.instance_id else ("enterprise", reg.instance_id, region)
+
+
 def _check_registry_set(
     key: str, regs: list[RegistryConfig], items: list[yaml.Node], report: _Report
 ) -> None:
+    def both(a: RegistryConfig, b: RegistryConfig) -> str:
+        return f"items [{a.index}] (line {_line(items[a.index])}) and [{b.index}] (line {_line(items[b.index])})"
+
+    fix = "a domain can get its credentials from one registry only: merge the items, or give each its own `domains`"
+    # 1. explicit domains claimed twice
     claimed: dict[str, int] = {}
     for reg in regs:
         for domain in reg.domains or ():
             d = domain.lower()
             if d in claimed and claimed[d] != reg.index:
-                other = claimed[d]
+                prior = claimed[d]
                 report.error(
                     key,
-                    f"items [{other}] (line {_line(items[other])}) and [{reg.index}] "
+                    f"items [{prior}] (line {_line(items[prior])}) and [{reg.index}] "
                     f"(line {_line(items[reg.index])}) both claim the domain `{domain}`; a domain can get "
                     "its credentials from one registry only",
                     line=_line(items[reg.index]),
@@ -1083,20 +1108,76 @@ def _check_registry_set(
                 )
             else:
                 claimed.setdefault(d, reg.index)
-    earlier: list[RegistryConfig] = []
-    for reg in regs:
-        same = [o for o in earlier if o.model_copy(update={"index": reg.index}) == reg]
-        if same and reg.domains is None:
-            report.warn(
-                key,
-                f"items [{same[0].index}] and [{reg.index}] name the same registry"
-                + (f" `{reg.instance_id}`" if reg.instance_id else " (Personal Edition)")
-                + (f" in {reg.region_id}" if reg.region_id else "")
-                + " with the same credentials; the later one only duplicates work",
-                line=_line(items[reg.index]),
-                field=f"[{reg.index}]",
+    implicit = [r for r in regs if r.domains is None]
+    explicit = [r for r in regs if r.domains is not None]
+    # 2. two entries without `domains` whose default domains are the same set
+    for j, reg in enumerate(implicit):
+        for other in implicit[:j]:
+            mine, theirs = _default_claim(reg), _default_claim(other)
+            what = (
+                f"Enterprise Edition instance `{reg.instance_id}`" if reg.instance_id else "Personal Edition registry"
             )
-        earlier.append(reg)
+            if mine == theirs:
+                region = _region_label(reg)
+                listed = ", ".join(f"`{d}`" for d in personal_default_domains(reg.region_id or "<region>"))
+                domains = f" ({listed})" if not reg.instance_id else " (every domain of the instance)"
+                report.error(
+                    key,
+                    f"{both(other, reg)} both use the default domains of the {what} in {region}{domains}; {fix}",
+                    line=_line(items[reg.index]),
+                    field=f"[{reg.index}]",
+                )
+            elif mine[:2] == theirs[:2] and _CLUSTER_REGION in (mine[2], theirs[2]):
+                named = reg.region_id or other.region_id
+                report.warn(
+                    key,
+                    f"{both(other, reg)} name the {what} without `domains`, one in {named}, one in the "
+                    f"cluster's region: when the cluster runs in {named} both claim the same domains "
+                    "(set `regionId` on both, or `domains`)",
+                    line=_line(items[reg.index]),
+                    field=f"[{reg.index}]",
+                )
+    # 3. an explicit domain that is a default domain of a Personal Edition entry without `domains`
+    #    (or, for an Enterprise Edition instance, another entry of that instance without `domains`)
+    for reg in explicit:
+        for other in implicit:
+            first, second = (reg, other) if reg.index < other.index else (other, reg)
+            line, field = _line(items[second.index]), f"[{second.index}]"
+            if other.instance_id:
+                if other.instance_id == reg.instance_id and other.region_id == reg.region_id:
+                    report.warn(
+                        key,
+                        f"{both(first, second)} name the instance `{reg.instance_id}`; item [{other.index}] "
+                        "has no `domains`, so it covers every domain of the instance, most likely also "
+                        f"those item [{reg.index}] lists; give item [{other.index}] its own `domains`",
+                        line=line,
+                        field=field,
+                    )
+                continue
+            for domain in reg.domains or ():
+                d = domain.lower()
+                if other.region_id:
+                    if d in personal_default_domains(other.region_id.lower()):
+                        report.error(
+                            key,
+                            f"{both(first, second)} both claim the domain `{domain}`: item [{reg.index}] lists "
+                            f"it and it is a default domain of item [{other.index}], the Personal Edition "
+                            f"registry in {other.region_id} (no `domains`); {fix}",
+                            line=line,
+                            field=field,
+                        )
+                        break
+                elif (m := _PE_DOMAIN.match(d)) is not None:
+                    report.warn(
+                        key,
+                        f"{both(first, second)}: item [{reg.index}] lists `{domain}`, a default domain of the "
+                        f"Personal Edition registry in {m.group(1)}, and item [{other.index}] is the Personal "
+                        f"Edition registry in the cluster's region (no `domains`): when the cluster runs in "
+                        f"{m.group(1)} both claim that domain",
+                        line=line,
+                        field=field,
+                    )
+                    break
 
 
 def _parse_registry(key: str, index: int, node: yaml.Node, report: _Report) -> RegistryConfig | None:

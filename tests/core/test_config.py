@@ -382,15 +382,17 @@ def test_two_registries_claiming_one_domain_is_an_error_naming_both() -> None:
     assert "reg.example.com" in error.message.lower()
 
 
-def test_same_registry_twice_warns_and_keys_stay_unique() -> None:
+def test_same_registry_twice_with_own_domains_keeps_keys_unique() -> None:
     cfg, result = ok(
-        reg_info("- instanceId: cri-a1\n- instanceId: cri-a1\n  assumeRoleARN: acs:ram::1:role/r")
+        reg_info(
+            "- instanceId: cri-a1\n  domains: a.example.com\n"
+            "- instanceId: cri-a1\n  domains: b.example.com\n  assumeRoleARN: acs:ram::1:role/r"
+        )
     )
     assert list(cfg.registry_keys("cn-hangzhou")) == ["cri-a1", "cri-a1#1"]
     assert result.warnings == ()
-    cfg2, result2 = ok(reg_info("- regionId: cn-beijing\n- regionId: cn-beijing"))
-    assert list(cfg2.registry_keys("cn-hangzhou")) == ["personal/cn-beijing", "personal/cn-beijing#1"]
-    warning_with(result2, "name the same registry")
+    # without `domains` the two claim the same default domains: an error (tests/core/test_config_domains.py)
+    assert not parse_config(reg_info("- regionId: cn-beijing\n- regionId: cn-beijing")).ok
 
 
 def test_unknown_field_names_the_nearest_known_one() -> None:
