@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from acr_helper.core.config import AcrConfig, ConfigResult, parse_config
-from acr_helper.core.desired import desired_state
+from acr_helper.core.desired import desired_state, namespaces_in_scope
 from acr_helper.core.diff import plan as make_plan
 from acr_helper.core.dockercfg import adopt
 from acr_helper.core.model import (
@@ -35,7 +35,6 @@ from acr_helper.core.model import (
     TOKENS_ANNOTATION,
     ClusterView,
     Plan,
-    SecretInfo,
     sha256_hex,
 )
 from acr_helper.endpoints import EndpointServer, Health
@@ -160,6 +159,7 @@ class Controller:
         self._last_warnings: tuple[str, ...] = ()
         self._failed_passes = 0
         self._adopt_tried = False  # per leadership term
+        self._forget_tokens = False
         # built in start()
         self.clients: KubeClients | None = None
         self.cache: ClusterCache | None = None
@@ -211,6 +211,10 @@ class Controller:
         self._leader = leader
         if leader:
             self._adopt_tried = False
+        else:
+            # another leader may rotate meanwhile: never come back with stale tokens; the next
+            # term adopts what the Secrets hold then (cleared by the loop thread, which owns the cache)
+            self._forget_tokens = True
         self.wake.set()
 
     def request_stop(self) -> None:
@@ -372,9 +376,10 @@ class Controller:
             self._config_valid = True
             self._config_source = "defaults"
             self._good = parse_config(None, secret_name=s.secret_name).config
-            log.info("no ConfigMap %s/%s: using the add-on's defaults (namespace default, service account "
-                     "default, Personal Edition in the cluster's region); under these defaults nothing is "
-                     "deleted or removed until a ConfigMap exists", s.config_namespace, s.config_name)
+            log.warning("no ConfigMap %s/%s: using the add-on's defaults (namespace default, service account "
+                        "default, Personal Edition in the cluster's region); under these defaults nothing is "
+                        "deleted or removed, and pull Secrets already managed elsewhere are kept fresh, until a "
+                        "ConfigMap exists", s.config_namespace, s.config_name)
             return self._good
         self._config_gone_warned = False
         if cm.resource_version == self._good_rv and self._good is not None:
@@ -410,6 +415,9 @@ class Controller:
             return PassOutcome(ok=False, message="no valid configuration")
         refs = {r.access_key_secret_ref for r in config.effective_registries() if r.access_key_secret_ref}
         self.cache.set_extra_secret_names(sorted(set(self.settings.kube.extra_secret_names) | refs))
+        if self._forget_tokens or not self.is_leader():
+            self._forget_tokens = False
+            self.token_cache.clear()
         if not self.is_leader():
             return PassOutcome(ok=True, message="follower: caches warm, no writes")
         errors: list[str] = []
@@ -425,7 +433,7 @@ class Controller:
         registries = config.registry_keys(region)
         if not self._adopt_tried:
             self._adopt_tried = True
-            self._adopt_tokens(self.cache.snapshot(), registries, rrsa_enabled=config.rrsa.enable, now=now)
+            self._adopt_tokens(self.cache.snapshot(), config, registries, rrsa_enabled=config.rrsa.enable, now=now)
         self.health.beat()
         report = self.token_cache.refresh(
             registries, threshold=config.expiring_threshold, rrsa_enabled=config.rrsa.enable, now=now
@@ -441,7 +449,12 @@ class Controller:
             message = _REQUEST_ID.sub("", f"{err}; {still}")
             self._event_on_config("Warning", "TokenRefreshFailed", message)
         view = self.cache.snapshot()
-        desired = desired_state(view, config, report.tokens, now, expected_registries=tuple(registries))
+        kept: tuple[str, ...] = ()
+        if self._config_source == "defaults":
+            # no ConfigMap: nothing is removed, and what we already manage is kept fresh
+            kept = tuple(ns for ns, secret in view.secrets.items() if secret.owned)
+        desired = desired_state(view, config, report.tokens, now, expected_registries=tuple(registries),
+                                also_refresh=kept)
         warnings = tuple(desired.warnings)
         if warnings != self._last_warnings:  # say each new situation once, not every pass
             for w in warnings:
@@ -491,40 +504,35 @@ class Controller:
                            next_wakeup=min(nexts) if nexts else None, errors=errors)
 
     def _adopt_tokens(
-        self, view: ClusterView, registries: Mapping[str, Any], *, rrsa_enabled: bool, now: datetime
+        self, view: ClusterView, config: AcrConfig, registries: Mapping[str, Any], *, rrsa_enabled: bool,
+        now: datetime,
     ) -> None:
         """After a restart or a leader change, take over the tokens our Secrets already hold
-        (read back from one of them), so they are not all rewritten with fresh tokens now."""
+        (read back from one of them), so they are not all rewritten with fresh tokens now.
+
+        Anyone who may edit Secrets in some namespace can edit that namespace's copy, annotations
+        included. So adoption happens only when EVERY managed Secret in scope holds the same
+        content and the same tokens index, exactly as we wrote it (data digest == our digest
+        annotation); the token cache then accepts only plausible tokens obtained with the
+        credential identity configured now. Anything else: fetch fresh tokens (one rewrite)."""
         assert self.token_cache is not None and self.clients is not None
         known = self.token_cache.statuses()
         missing = {k for k in registries if k not in known}
         if not missing:
             return
-        # Which content to trust: the one most of our Secrets hold, exactly as we last wrote it
-        # (data digest == our digest annotation). Anyone who may edit Secrets in a minority of
-        # namespaces can tamper with those copies, but cannot make the controller adopt their
-        # content and spread it to every other namespace.
-        groups: dict[str, list[SecretInfo]] = {}
-        total = 0
-        for secret in view.secrets.values():
-            if not secret.owned or TOKENS_ANNOTATION not in secret.annotations:
-                continue
-            total += 1
-            if secret.data_digest and secret.data_digest == secret.annotations.get(DIGEST_ANNOTATION):
-                groups.setdefault(secret.data_digest, []).append(secret)
-        if not groups:
+        scope = namespaces_in_scope(view, config)
+        copies = [s for ns, s in view.secrets.items() if ns in scope and s.owned]
+        if not copies:
             return
-        digest, holders = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        if len(holders) * 2 <= total:
-            log.info("no content is held by a majority of our Secrets: fetching fresh tokens")
+        states = {(s.data_digest, s.annotations.get(DIGEST_ANNOTATION, ""), s.annotations.get(TOKENS_ANNOTATION, ""))
+                  for s in copies}
+        if len(states) != 1:
+            log.info("managed Secrets differ (%d versions): fetching fresh tokens instead of adopting", len(states))
             return
-        try:
-            covered = missing & set(json.loads(holders[0].annotations[TOKENS_ANNOTATION]))
-        except (ValueError, TypeError):
+        digest, recorded, index = states.pop()
+        if not digest or digest != recorded or not index:
             return
-        if not covered:
-            return
-        namespace, name = sorted(h.namespace for h in holders)[0], self.settings.kube.secret_name
+        namespace, name = sorted(s.namespace for s in copies)[0], self.settings.kube.secret_name
         try:
             got = read_secret_with(self.clients, namespace, name)
         except Exception as exc:  # adoption is an optimisation: on any failure, just fetch anew
@@ -533,15 +541,15 @@ class Controller:
             return
         if got is None:
             return
-        if sha256_hex(got[0].get(DOCKERCONFIGJSON_KEY, "").encode("utf-8")) != digest:
-            return  # changed since the snapshot: do not trust it
         data, annotations = got
-        tokens = adopt(data.get(DOCKERCONFIGJSON_KEY, ""), annotations.get(TOKENS_ANNOTATION, ""))
+        content = data.get(DOCKERCONFIGJSON_KEY, "")
+        if sha256_hex(content.encode("utf-8")) != digest or annotations.get(TOKENS_ANNOTATION) != index:
+            return  # changed since the snapshot: do not trust it
+        tokens = adopt(content, index)
         taken = [k for k in sorted(missing & set(tokens))
                  if self.token_cache.adopt(k, registries[k], tokens[k], rrsa_enabled=rrsa_enabled, now=now)]
         if taken:
-            log.info("adopted the tokens Secret %s/%s holds for %s (no rewrite needed)", namespace, name,
-                     ", ".join(taken))
+            log.info("adopted the tokens the managed Secrets hold for %s (no rewrite needed)", ", ".join(taken))
 
     def _event_on_config(self, type_: str, reason: str, message: str) -> None:
         assert self.cache is not None and self.recorder is not None

@@ -70,6 +70,7 @@ def desired_state(
     now: datetime,
     *,
     expected_registries: Collection[str] | None = None,
+    also_refresh: Collection[str] | None = None,
 ) -> DesiredState:
     """The managed Secret for every namespace in scope and the ServiceAccounts that must use it.
 
@@ -81,6 +82,10 @@ def desired_state(
     `expected_registries` are the configured registry keys. When one of them has no valid token,
     an owned Secret that still holds an unexpired token for it is `held`: kept as it is rather
     than rewritten without that registry.
+
+    `also_refresh` names namespaces outside the scope whose existing Secrets must still be kept
+    fresh (the runtime passes the namespaces it already manages while only the add-on's defaults
+    apply, because no ConfigMap exists: nothing is removed then, and nothing may silently expire).
     """
     warnings: list[str] = []
     valid: list[RegistryToken] = []
@@ -96,13 +101,19 @@ def desired_state(
             warnings.append(f"token for {key} is empty; left out")
 
     scope = namespaces_in_scope(view, config)
+    kept = frozenset(
+        ns for ns in (also_refresh or ())
+        if ns in view.namespaces and not view.namespaces[ns].terminating and ns in view.secrets
+        and view.secrets[ns].owned
+    )
+    secret_scope = scope | kept
     result = render(valid)
     warnings.extend(result.warnings)
     for registry, domains in result.contributions:
         if not domains:
             warnings.append(f"token for {registry} contributes no registry domain; left out")
 
-    held = _held(view, scope, config.secret_name, expected_registries, {t.registry for t in valid}, now)
+    held = _held(view, secret_scope, config.secret_name, expected_registries, {t.registry for t in valid}, now)
     if held:
         warnings.append(
             f"{len(held)} pull Secret(s) kept as they are: registry "
@@ -124,7 +135,7 @@ def desired_state(
                 TOKENS_ANNOTATION: token_index(used, result),
             }
         )
-        for ns in sorted(scope - held):
+        for ns in sorted(secret_scope - held):
             secrets[ns] = DesiredSecret(
                 namespace=ns,
                 name=config.secret_name,
@@ -135,7 +146,7 @@ def desired_state(
                 type=DOCKERCONFIGJSON_TYPE,
             )
     for ns_name, sa_name in view.service_accounts:
-        if (ns_name in secrets or ns_name in held) and config.service_accounts.matches(sa_name):
+        if ns_name in scope and (ns_name in secrets or ns_name in held) and config.service_accounts.matches(sa_name):
             refs.add((ns_name, sa_name))
 
     return DesiredState(

@@ -105,11 +105,16 @@ def _ts(moment: datetime) -> str:
 def token_index(tokens: Iterable[RegistryToken], result: RenderResult) -> str:
     """The TOKENS_ANNOTATION value: per contributing registry, its domains, expiry and issue time."""
     by_key = {t.registry: t for t in tokens}
-    index = {
-        reg: {"domains": list(domains), "expires": _ts(by_key[reg].expires_at), "obtained": _ts(by_key[reg].obtained_at)}
-        for reg, domains in result.contributions
-        if domains and reg in by_key
-    }
+    index: dict[str, dict[str, object]] = {}
+    for reg, domains in result.contributions:
+        if not domains or reg not in by_key:
+            continue
+        tok = by_key[reg]
+        entry: dict[str, object] = {"domains": list(domains), "expires": _ts(tok.expires_at),
+                                    "obtained": _ts(tok.obtained_at)}
+        if tok.credential_id:
+            entry["identity"] = tok.credential_id
+        index[reg] = entry
     return json.dumps(index, sort_keys=True, separators=(",", ":"))
 
 
@@ -123,7 +128,7 @@ def adopt(dockerconfigjson: str, tokens_annotation: str, *, source: str = "adopt
     try:
         auths = json.loads(dockerconfigjson).get("auths", {})
         index = json.loads(tokens_annotation)
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return {}
     if not isinstance(auths, Mapping) or not isinstance(index, Mapping):
         return {}
@@ -134,7 +139,8 @@ def adopt(dockerconfigjson: str, tokens_annotation: str, *, source: str = "adopt
             expires = datetime.strptime(meta["expires"], _TS).replace(tzinfo=UTC)
             obtained = datetime.strptime(meta["obtained"], _TS).replace(tzinfo=UTC)
             creds = {(auths[d]["username"], auths[d]["password"]) for d in domains}
-        except (KeyError, TypeError, ValueError):
+            identity = str(meta.get("identity", ""))
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue
         if len(creds) != 1 or not domains:
             continue
@@ -149,5 +155,6 @@ def adopt(dockerconfigjson: str, tokens_annotation: str, *, source: str = "adopt
             obtained_at=obtained,
             domains=domains,
             source=source,
+            credential_id=identity,
         )
     return out

@@ -92,6 +92,10 @@ class RegistryToken:
     obtained_at: datetime
     domains: tuple[str, ...]  # the registry hosts this credential is valid for, sorted, unique
     source: str = ""  # credential source, e.g. "worker-role" or "assume-role(acs:ram::…)"
+    #: a short, secret-free digest of the credential identity the token was obtained with (the
+    #: token cache sets it); recorded in the tokens annotation so a token is only adopted after a
+    #: restart when it was obtained with the identity configured now
+    credential_id: str = ""
 
     def valid_at(self, now: datetime) -> bool:
         return bool(self.password) and bool(self.username) and now < self.expires_at

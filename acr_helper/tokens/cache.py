@@ -7,6 +7,7 @@ An old token keeps serving while it is valid; it is never replaced by an empty o
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -20,6 +21,15 @@ from acr_helper.tokens.service import TokenService
 
 #: at most this much earlier than due, a registry is refreshed together with one that is due
 COALESCE_WINDOW = timedelta(minutes=5)
+#: ACR temporary passwords live one hour (GetAuthorizationToken and GET /tokens; never requested
+#: longer); a token claiming more is not adopted
+MAX_ADOPTED_LIFETIME = timedelta(minutes=65)
+ADOPT_CLOCK_SKEW = timedelta(minutes=1)
+
+
+def identity_digest(fingerprint: str) -> str:
+    """A short public digest of a (secret-free) credential fingerprint, for the tokens annotation."""
+    return hashlib.sha256(("acr-helper-identity\0" + fingerprint).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,7 @@ class TokenCache:
                 self._fingerprints[key] = fingerprint
                 continue
             results.append((key, "success"))
+            token = replace(token, credential_id=identity_digest(fingerprint))
             self._statuses[key] = TokenStatus(
                 registry=key,
                 token=token,
@@ -178,13 +189,28 @@ class TokenCache:
             return False
         if registry.domains is not None and {d.lower() for d in registry.domains} != set(token.domains):
             return False
+        # a plausible token only: issued in the past, living no longer than the registry APIs issue
+        # them for (a forged far-future expiry must never stop the refresh)
+        if (token.obtained_at > now + ADOPT_CLOCK_SKEW or token.expires_at <= token.obtained_at
+                or token.expires_at - token.obtained_at > MAX_ADOPTED_LIFETIME
+                or token.expires_at > now + MAX_ADOPTED_LIFETIME):
+            return False
+        fingerprint = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
+        if token.credential_id != identity_digest(fingerprint):
+            return False  # obtained with another credential identity than the one configured now
         self._statuses[key] = TokenStatus(
             registry=key,
             token=token,
             last_success_at=token.obtained_at,
         )
-        self._fingerprints[key] = self.service.credential_fingerprint(key, registry, rrsa_enabled=rrsa_enabled)
+        self._fingerprints[key] = fingerprint
         return True
+
+    def clear(self) -> None:
+        """Forget every token (on losing leadership: the next term adopts what the Secrets hold,
+        which another leader may have rotated meanwhile)."""
+        self._statuses.clear()
+        self._fingerprints.clear()
 
     def statuses(self) -> dict[str, TokenStatus]:
         return dict(self._statuses)

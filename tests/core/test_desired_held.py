@@ -83,3 +83,17 @@ def test_no_removals_under_defaults():
     d = desired_state(v, cfg, {"pe": token("pe", "pe.example")}, NOW)
     assert {a.action for a in plan(d, v).actions} >= {"delete", "remove"}
     assert {a.action for a in plan(d, v, allow_removals=False).actions} == {"create"}
+
+
+def test_also_refresh_keeps_managed_secrets_outside_scope_fresh():
+    cfg = AcrConfig()  # defaults: watch-namespace default
+    v = ClusterView.build(
+        namespaces=[NamespaceInfo("default"), NamespaceInfo("team-a"), NamespaceInfo("team-b")],
+        service_accounts=[ServiceAccountInfo("team-a", "default", ("acr-credential-helper",))],
+        secrets=[owned("team-a", "pe", NOW + timedelta(minutes=40))],
+    )
+    d = desired_state(v, cfg, {"pe": token("pe", "pe.example")}, NOW, also_refresh=("team-a", "team-b"))
+    assert sorted(d.secrets) == ["default", "team-a"]  # team-b holds no Secret of ours: not created
+    assert ("team-a", "default") not in d.pull_secret_refs  # ServiceAccounts follow the real scope only
+    actions = plan(d, v, allow_removals=False).actions
+    assert {(a.action, a.namespace) for a in actions} == {("create", "default"), ("update", "team-a")}

@@ -309,7 +309,7 @@ def test_a_tampered_secret_is_never_adopted_and_spread(cluster, cloud, run_contr
     for name in names:
         wait_for(converged(cluster, name), what=name)
     assert first.stop() == 0
-    good = decode_auths(cluster.secret("team-b"))
+    good = decode_auths(cluster.secret("team-b"))  # (only its domains are used below)
     # someone who may edit Secrets in team-a forges a complete, self-consistent copy there
     forged = cluster.secret("team-a")
     doc = {"auths": {d: {"username": "mallory", "password": "fake-forged-password",
@@ -325,6 +325,55 @@ def test_a_tampered_secret_is_never_adopted_and_spread(cluster, cloud, run_contr
     forged["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
     cluster.api.update(forged)
     run_controller()
-    wait_for(lambda: decode_auths(cluster.secret("team-a")) == good, what="team-a repaired")
-    for name in ("team-b", "team-c"):
-        assert decode_auths(cluster.secret(name)) == good
+
+    def repaired():
+        auths = [decode_auths(cluster.secret(n)) for n in names]
+        return all(a == auths[0] for a in auths) and all(
+            e["username"] != "mallory" for a in auths for e in a.values())
+
+    wait_for(repaired, what="every namespace holds the controller's own content")
+    for entry in decode_auths(cluster.secret("team-b")).values():
+        assert cloud.is_valid_registry_login(entry["username"], entry["password"])
+
+
+def test_an_edited_tokens_annotation_in_one_namespace_is_not_adopted(cluster, cloud, run_controller):
+    cluster.set_config(BASE)
+    names = ("aaa", "team-b", "team-c")
+    for name in names:
+        cluster.add_namespace(name)
+    first = run_controller()
+    for name in names:
+        wait_for(converged(cluster, name), what=name)
+    assert first.stop() == 0
+    calls = cloud.calls("GetAuthorizationToken")
+    forged = cluster.secret("aaa")  # the alphabetically first namespace; its data left untouched
+    index = json.loads(forged["metadata"]["annotations"]["acr-helper/tokens"])
+    for entry in index.values():
+        entry["expires"] = "2099-01-01T00:00:00Z"
+    forged["metadata"]["annotations"]["acr-helper/tokens"] = json.dumps(index, sort_keys=True,
+                                                                        separators=(",", ":"))
+    cluster.api.update(forged)
+    second = run_controller()
+    wait_for(lambda: cloud.calls("GetAuthorizationToken") > calls, what="fresh tokens fetched")
+    wait_for(lambda: "2099" not in cluster.secret("aaa")["metadata"]["annotations"]["acr-helper/tokens"],
+             what="aaa repaired")
+    assert (second.metric("acr_helper_token_expiration_timestamp_seconds", registry=EE_KEY) or 0) < time.time() + 7200
+    for name in names:
+        assert "2099" not in json.dumps(cluster.secret(name)["metadata"]["annotations"])
+
+
+def test_a_changed_credential_identity_is_not_masked_by_adoption(cluster, cloud, run_controller):
+    role = "acs:ram::1234567890123456:role/acr-puller"
+    cloud.add_role(role)
+    cluster.set_config(BASE)
+    cluster.add_namespace("team-a")
+    first = run_controller()
+    wait_for(converged(cluster, "team-a"), what="team-a")
+    assert first.stop() == 0
+    before = decode_auths(cluster.secret("team-a"))
+    assume = cloud.calls("AssumeRole")
+    cluster.set_config({**BASE, "acr-registry-info": REGISTRY_INFO.replace(
+        f'  regionId: "{REGION}"\n', f'  regionId: "{REGION}"\n  assumeRoleARN: "{role}"\n')})
+    run_controller()
+    wait_for(lambda: cloud.calls("AssumeRole") > assume, what="AssumeRole with the new identity")
+    wait_for(lambda: decode_auths(cluster.secret("team-a")) != before, what="new credential written")

@@ -179,3 +179,44 @@ def test_a_registry_far_from_due_is_not_pulled_forward() -> None:
     refresh(cache, regs, T0 + timedelta(minutes=30))  # b fetched 30 min later
     r = refresh(cache, regs, T0 + timedelta(minutes=46))  # a due; b due only at ~75 min
     assert r.attempted == ("a",)
+
+
+def _adoptable(now: datetime, **kw) -> RegistryToken:
+    from acr_helper.tokens.cache import identity_digest
+
+    base = dict(registry="a", username="user", password=Sensitive("pw"), expires_at=now + timedelta(minutes=40),
+                obtained_at=now - timedelta(minutes=20), domains=("d.example.com",),
+                credential_id=identity_digest("fp"))
+    base.update(kw)
+    return RegistryToken(**base)
+
+
+def test_adopt_takes_a_plausible_token_obtained_with_the_current_identity() -> None:
+    svc, cache, regs = make(("a",))
+    assert cache.adopt("a", regs["a"], _adoptable(T0), rrsa_enabled=False, now=T0)
+    r = refresh(cache, regs, T0 + timedelta(minutes=1))
+    assert r.attempted == () and r.tokens["a"].password.reveal() == "pw"
+    assert svc.calls == []
+
+
+def test_adopt_refuses_forged_or_foreign_tokens() -> None:
+    for bad in (
+        dict(expires_at=datetime(2099, 1, 1, tzinfo=UTC)),  # far-future expiry
+        dict(obtained_at=T0 + timedelta(hours=1)),  # issued in the future
+        dict(obtained_at=T0 - timedelta(hours=3), expires_at=T0 + timedelta(minutes=10)),  # too long-lived
+        dict(credential_id="0000000000000000"),  # another credential identity
+        dict(credential_id=""),  # no identity recorded
+        dict(expires_at=T0 - timedelta(seconds=1)),  # expired
+    ):
+        _svc, cache, regs = make(("a",))
+        assert not cache.adopt("a", regs["a"], _adoptable(T0, **bad), rrsa_enabled=False, now=T0), bad
+
+
+def test_fetched_tokens_carry_the_identity_and_clear_forgets_everything() -> None:
+    from acr_helper.tokens.cache import identity_digest
+
+    _svc, cache, regs = make(("a",))
+    r = refresh(cache, regs, T0)
+    assert r.tokens["a"].credential_id == identity_digest("fp")
+    cache.clear()
+    assert cache.statuses() == {}
