@@ -26,6 +26,7 @@ from acr_helper.core.config import (
     RegistryConfig,
     load_configmap_manifest,
     parse_config,
+    personal_default_domains,
 )
 from acr_helper.core.desired import desired_state
 from acr_helper.core.diff import plan
@@ -113,12 +114,7 @@ def placeholder_domains(registry: RegistryConfig, region: str) -> tuple[str, ...
         return tuple(sorted(set(registry.domains)))
     if registry.instance_id:
         return (f"{registry.instance_id}.instance-domains.invalid",)
-    return tuple(
-        sorted(
-            f"{prefix}.{region}.aliyuncs.com"
-            for prefix in ("registry", "registry-vpc", "registry-intl", "registry-intl-vpc")
-        )
-    )
+    return tuple(sorted(personal_default_domains(region)))
 
 
 def placeholder_tokens(config: AcrConfig, now: datetime, default_region: str) -> dict[str, RegistryToken]:

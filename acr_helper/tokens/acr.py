@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from acr_helper.core.config import personal_default_domains
 from acr_helper.core.model import Sensitive
 from acr_helper.tokens.errors import TokenError, advice_for, classify
 from acr_helper.tokens.sdk import Credential, Endpoint, make_config, runtime_options
@@ -32,12 +33,8 @@ class RawToken:
 
 
 def pe_default_domains(region: str) -> tuple[str, ...]:
-    return (
-        f"registry.{region}.aliyuncs.com",
-        f"registry-vpc.{region}.aliyuncs.com",
-        f"registry-intl.{region}.aliyuncs.com",
-        f"registry-intl-vpc.{region}.aliyuncs.com",
-    )
+    """The Personal Edition domains of `region` (one definition, shared with the config checks)."""
+    return personal_default_domains(region)
 
 
 def ms_to_datetime(value: Any) -> datetime | None:
