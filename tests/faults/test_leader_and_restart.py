@@ -121,6 +121,9 @@ class SecretWatch:
                     self._check(json.loads(line))
         except (OSError, ValueError, http.client.HTTPException):
             return
+        except AttributeError:  # http.client, when stop() closes the response under a blocked read
+            if not self._stop.is_set():
+                raise
 
     def _check(self, event: dict[str, Any]) -> None:
         kind, obj = event["type"], event["object"]
