@@ -416,8 +416,11 @@ class Controller:
         refs = {r.access_key_secret_ref for r in config.effective_registries() if r.access_key_secret_ref}
         self.cache.set_extra_secret_names(sorted(set(self.settings.kube.extra_secret_names) | refs))
         if self._forget_tokens or not self.is_leader():
+            # not leading (even for a moment): forget the tokens, and adopt again what the Secrets
+            # hold when leading again (a lapse without a transition must not cause a rewrite wave)
             self._forget_tokens = False
             self.token_cache.clear()
+            self._adopt_tried = False
         if not self.is_leader():
             return PassOutcome(ok=True, message="follower: caches warm, no writes")
         errors: list[str] = []
@@ -520,10 +523,14 @@ class Controller:
         missing = {k for k in registries if k not in known}
         if not missing:
             return
+        # Every copy the controller manages must agree (not only those in scope: under the
+        # defaults others are kept fresh too), there must be at least two, and every namespace in
+        # scope must already hold one (a new Secret would be made from the adopted content).
         scope = namespaces_in_scope(view, config)
-        copies = [s for ns, s in view.secrets.items() if ns in scope and s.owned]
-        if not copies:
-            return
+        copies = [s for ns, s in view.secrets.items()
+                  if s.owned and ns in view.namespaces and not view.namespaces[ns].terminating]
+        if len(copies) < 2 or any(ns not in view.secrets for ns in scope):
+            return  # (a namespace holding someone else's Secret with our name is never written)
         states = {(s.data_digest, s.annotations.get(DIGEST_ANNOTATION, ""), s.annotations.get(TOKENS_ANNOTATION, ""))
                   for s in copies}
         if len(states) != 1:

@@ -153,14 +153,23 @@ class Applier:
         stopped = threading.Event()
 
         def run(lane: list[tuple[int, Action]]) -> None:
+            secret_failed: set[str] = set()  # namespaces whose Secret write failed (lane-local)
             for i, action in lane:
                 if not stopped.is_set() and not should_continue():
                     stopped.set()
                 if stopped.is_set():
                     results[i] = ApplyResult(action, False, 0, "not attempted: stopping", skipped=True)
                     continue
+                if action.kind == "ServiceAccount" and action.action == "add" and action.namespace in secret_failed:
+                    # never point a ServiceAccount at a Secret we could not write (or that is someone else's)
+                    results[i] = ApplyResult(action, False, 0, "not attempted: the namespace's pull Secret "
+                                             "could not be written", skipped=True)
+                    continue
                 seen = view.service_accounts.get((action.namespace, action.name)) if view is not None else None
-                results[i] = self.apply_one(action, seen_sa=seen)
+                result = self.apply_one(action, seen_sa=seen)
+                if action.kind == "Secret" and action.action in ("create", "update") and not result.ok:
+                    secret_failed.add(action.namespace)
+                results[i] = result
 
         lanes = [lane for lane in lanes if lane]
         if len(lanes) <= 1:

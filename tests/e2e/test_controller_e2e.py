@@ -377,3 +377,33 @@ def test_a_changed_credential_identity_is_not_masked_by_adoption(cluster, cloud,
     run_controller()
     wait_for(lambda: cloud.calls("AssumeRole") > assume, what="AssumeRole with the new identity")
     wait_for(lambda: decode_auths(cluster.secret("team-a")) != before, what="new credential written")
+
+
+def test_a_lone_forged_copy_is_never_adopted(cluster, cloud, run_controller):
+    """Only one copy left (the others deleted while the controller was down) and it is forged: the
+    new Secrets must not be made from it."""
+    import hashlib
+
+    cluster.set_config(BASE)
+    names = ("team-a", "team-b", "team-c")
+    for name in names:
+        cluster.add_namespace(name)
+    first = run_controller()
+    for name in names:
+        wait_for(converged(cluster, name), what=name)
+    assert first.stop() == 0
+    for name in ("team-b", "team-c"):
+        cluster.api.delete("secrets", name, SECRET)
+    forged = cluster.secret("team-a")
+    domains = list(decode_auths(forged))
+    doc = {"auths": {d: {"username": "mallory", "password": "fake-forged-password",
+                         "auth": base64.b64encode(b"mallory:fake-forged-password").decode()} for d in domains}}
+    content = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    forged["metadata"]["annotations"]["acr-helper/content-digest"] = hashlib.sha256(content.encode()).hexdigest()
+    forged["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
+    cluster.api.update(forged)
+    run_controller()
+    for name in names:
+        wait_for(converged(cluster, name), what=name)
+    wait_for(lambda: all(e["username"] != "mallory" for n in names for e in decode_auths(cluster.secret(n)).values()),
+             what="no forged credential anywhere")

@@ -354,3 +354,14 @@ def test_parallel_writers_stop_together(fake: Any, clients: KubeClients, setting
                             should_continue=lambda: next(budget, None) is not None)
     assert sum(1 for r in results if r.skipped) >= 15
     assert sum(1 for r in results if r.ok) <= 5
+
+
+def test_a_service_account_is_not_pointed_at_a_secret_we_could_not_write(
+    fake: Any, applier: Applier, ns_a: str
+) -> None:
+    fake.create({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": "acr-credential-helper", "namespace": ns_a}, "data": {}})
+    fake.create(o.service_account(ns_a, "default"))
+    results = applier.apply(Plan(actions=(create(ns_a), sa_add(ns_a))))
+    assert not results[0].ok and results[1].skipped
+    assert pulls(fake, ns_a) == []
