@@ -298,38 +298,51 @@ def test_restart_adopts_the_tokens_secrets_hold_and_rewrites_nothing(cluster, cl
     assert decode_auths(cluster.secret("team-c")) == decode_auths(cluster.secret("team-a"))
 
 
-def test_a_tampered_secret_is_never_adopted_and_spread(cluster, cloud, run_controller):
-    import hashlib
+FORGED_USER = "mallory"
 
+
+def converge_then_stop(cluster, run_controller, names):
     cluster.set_config(BASE)
-    names = ("team-a", "team-b", "team-c")
     for name in names:
         cluster.add_namespace(name)
     first = run_controller()
     for name in names:
         wait_for(converged(cluster, name), what=name)
     assert first.stop() == 0
-    good = decode_auths(cluster.secret("team-b"))  # (only its domains are used below)
-    # someone who may edit Secrets in team-a forges a complete, self-consistent copy there
-    forged = cluster.secret("team-a")
-    doc = {"auths": {d: {"username": "mallory", "password": "fake-forged-password",
-                         "auth": base64.b64encode(b"mallory:fake-forged-password").decode()} for d in good}}
+
+
+def forge_copy(secret, domains):
+    """Replace a managed Secret's content with someone else's credential, self-consistently
+    (the digest annotation matches the forged data)."""
+    import hashlib
+
+    pw = b"fake-forged-password"
+    doc = {"auths": {d: {"username": FORGED_USER, "password": pw.decode(),
+                         "auth": base64.b64encode(FORGED_USER.encode() + b":" + pw).decode()} for d in domains}}
     content = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    secret["metadata"]["annotations"]["acr-helper/content-digest"] = hashlib.sha256(content.encode()).hexdigest()
+    secret["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
+    return secret
+
+
+def test_a_tampered_secret_is_never_adopted_and_spread(cluster, cloud, run_controller):
+    names = ("team-a", "team-b", "team-c")
+    converge_then_stop(cluster, run_controller, names)
+    # someone who may edit Secrets in team-a forges a complete, self-consistent copy there
+    forged = forge_copy(cluster.secret("team-a"), decode_auths(cluster.secret("team-b")))
     ann = forged["metadata"]["annotations"]
     index = json.loads(ann["acr-helper/tokens"])
     for entry in index.values():
         entry["expires"] = "2099-01-01T00:00:00Z"
     ann["acr-helper/tokens"] = json.dumps(index, sort_keys=True, separators=(",", ":"))
-    ann["acr-helper/content-digest"] = hashlib.sha256(content.encode()).hexdigest()
     ann["acr-helper/earliest-expiry"] = "2099-01-01T00:00:00Z"
-    forged["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
     cluster.api.update(forged)
     run_controller()
 
     def repaired():
         auths = [decode_auths(cluster.secret(n)) for n in names]
         return all(a == auths[0] for a in auths) and all(
-            e["username"] != "mallory" for a in auths for e in a.values())
+            e["username"] != FORGED_USER for a in auths for e in a.values())
 
     wait_for(repaired, what="every namespace holds the controller's own content")
     for entry in decode_auths(cluster.secret("team-b")).values():
@@ -382,28 +395,14 @@ def test_a_changed_credential_identity_is_not_masked_by_adoption(cluster, cloud,
 def test_a_lone_forged_copy_is_never_adopted(cluster, cloud, run_controller):
     """Only one copy left (the others deleted while the controller was down) and it is forged: the
     new Secrets must not be made from it."""
-    import hashlib
-
-    cluster.set_config(BASE)
     names = ("team-a", "team-b", "team-c")
-    for name in names:
-        cluster.add_namespace(name)
-    first = run_controller()
-    for name in names:
-        wait_for(converged(cluster, name), what=name)
-    assert first.stop() == 0
+    converge_then_stop(cluster, run_controller, names)
     for name in ("team-b", "team-c"):
         cluster.api.delete("secrets", name, SECRET)
-    forged = cluster.secret("team-a")
-    domains = list(decode_auths(forged))
-    doc = {"auths": {d: {"username": "mallory", "password": "fake-forged-password",
-                         "auth": base64.b64encode(b"mallory:fake-forged-password").decode()} for d in domains}}
-    content = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    forged["metadata"]["annotations"]["acr-helper/content-digest"] = hashlib.sha256(content.encode()).hexdigest()
-    forged["data"][".dockerconfigjson"] = base64.b64encode(content.encode()).decode()
-    cluster.api.update(forged)
+    secret = cluster.secret("team-a")
+    cluster.api.update(forge_copy(secret, list(decode_auths(secret))))
     run_controller()
     for name in names:
         wait_for(converged(cluster, name), what=name)
-    wait_for(lambda: all(e["username"] != "mallory" for n in names for e in decode_auths(cluster.secret(n)).values()),
+    wait_for(lambda: all(e["username"] != FORGED_USER for n in names for e in decode_auths(cluster.secret(n)).values()),
              what="no forged credential anywhere")
